@@ -1,0 +1,54 @@
+"""Warm-started global spectral norms of every hidden linear layer."""
+import keras
+import tensorflow as tf
+
+from gloro_local.bounds.power_iteration import MaskedOperator, power_iteration
+
+
+@keras.saving.register_keras_serializable(package="gloro_local")
+class GlobalNorms(keras.layers.Layer):
+    """Holds one power-iteration vector u_l per hidden linear layer, shape (1,) + input.
+
+    ``norms(seams, iterations)`` runs ``iterations`` steps u <- A^T A u / ||A^T A u|| from
+    the stored vectors (warm start), stores the result and returns sigma_l = ||A u||
+    (differentiable in the weights). ``converge(seams, tol, max_iterations)`` iterates
+    until ||u_t+1 - u_t|| <= tol. sigma_l never exceeds ||A_l||_2 and reaches it at
+    convergence. The vectors are non-trainable Keras variables, saved with the model and
+    aggregated from the first replica under a distribution strategy.
+
+    Args:
+        input_shapes: per-sample input shape of each hidden linear layer.
+        seed: seed of the random initial vectors.
+    """
+
+    def __init__(self, input_shapes, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.input_shapes = [tuple(int(d) for d in shape) for shape in input_shapes]
+        self.seed = int(seed)
+        self.iterates = [
+            self.add_weight(name=f"iterate_{k}", shape=(1,) + shape,
+                            initializer=keras.initializers.RandomNormal(seed=self.seed + k),
+                            trainable=False, aggregation="only_first_replica")
+            for k, shape in enumerate(self.input_shapes)]
+
+    def _run(self, seams, iterations, tol):
+        results = []
+        for seam, shape, iterate in zip(seams, self.input_shapes, self.iterates):
+            result = power_iteration(MaskedOperator(seam, shape), iterate, iterations, tol)
+            iterate.assign(tf.cast(result.u, iterate.dtype))
+            results.append(result)
+        return results
+
+    def norms(self, seams, iterations=1):
+        """Warm-started sigma_l for each layer after ``iterations`` steps (list of scalars)."""
+        return [tf.squeeze(r.sigma, 0) for r in self._run(seams, iterations, None)]
+
+    def converge(self, seams, tol=1e-6, max_iterations=10000):
+        """Iterates every layer to ||u_t+1 - u_t|| <= tol; returns (sigmas, converged)."""
+        results = self._run(seams, max_iterations, tol)
+        return ([tf.squeeze(r.sigma, 0) for r in results],
+                [bool(tf.squeeze(r.converged, 0)) for r in results])
+
+    def get_config(self):
+        return {**super().get_config(), "input_shapes": [list(s) for s in self.input_shapes],
+                "seed": self.seed}

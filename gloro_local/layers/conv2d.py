@@ -1,0 +1,52 @@
+"""2-D convolution with the linear seam."""
+import keras
+import tensorflow as tf
+
+from gloro_local.layers.seam import LinearSeam
+from gloro_local.layers.validation import reject_unsupported
+
+
+class Conv2DSeam(LinearSeam):
+    """Linear seam of the channels-last convolution y = K * x + b.
+
+    linear(u) = conv2d(u, K), linear_transpose(v) = conv2d_transpose(v, K) with the input's
+    shape (the exact adjoint for every stride and padding), abs_linear(r) = conv2d(r, |K|),
+    row_norms()_c = ||K[:, :, :, c]||_2, the full filter norm of output channel c (an
+    upper bound on the norm of every output neuron's row, also at the borders).
+    """
+
+    def _conv(self, x, kernel):
+        return tf.nn.conv2d(x, kernel, strides=list(self.strides),
+                            padding=self.padding.upper())
+
+    def linear(self, u):
+        return self._conv(u, self.kernel)
+
+    def linear_transpose(self, v, input_shape):
+        output_shape = tf.concat([tf.shape(v)[:1], list(input_shape)], axis=0)
+        return tf.nn.conv2d_transpose(v, self.kernel, output_shape,
+                                      strides=list(self.strides),
+                                      padding=self.padding.upper())
+
+    def abs_linear(self, r):
+        return self._conv(r, tf.abs(self.kernel))
+
+    def row_norms(self):
+        return tf.norm(tf.reshape(self.kernel, [-1, self.kernel.shape[-1]]), axis=0)
+
+    def add_bias(self, z):
+        return z + self.bias if self.use_bias else z
+
+
+@keras.saving.register_keras_serializable(package="gloro_local")
+class Conv2D(Conv2DSeam, keras.layers.Conv2D):
+    """Channels-last 2-D convolution ``y = K * x + b`` that takes part in bound propagation.
+
+    Same arguments as ``keras.layers.Conv2D`` (filters, kernel_size, strides, padding
+    'same'/'valid', use_bias, initialisers); activation must stay linear, dilation and
+    groups must be 1.
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        reject_unsupported(type(self).__name__, kwargs)
+        super().__init__(filters, kernel_size, **kwargs)

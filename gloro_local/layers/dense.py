@@ -1,0 +1,47 @@
+"""Dense layer with the linear seam."""
+import keras
+import tensorflow as tf
+
+from gloro_local.layers.seam import LinearSeam
+from gloro_local.layers.validation import reject_unsupported
+
+
+class DenseSeam(LinearSeam):
+    """Linear seam of x -> x K + b (Keras kernel K has shape (in, out), so A = K^T).
+
+    linear(u) = u K, linear_transpose(v) = v K^T, abs_linear(r) = r |K|,
+    row_norms()_i = ||K_:,i||_2 (the norm of the weights into output neuron i).
+    """
+
+    def linear(self, u):
+        return tf.matmul(u, self.kernel)
+
+    def linear_transpose(self, v, input_shape=None):
+        return tf.matmul(v, self.kernel, transpose_b=True)
+
+    def abs_linear(self, r):
+        return tf.matmul(r, tf.abs(self.kernel))
+
+    def row_norms(self):
+        return tf.norm(self.kernel, axis=0)
+
+    def add_bias(self, z):
+        return z + self.bias if self.use_bias else z
+
+
+@keras.saving.register_keras_serializable(package="gloro_local")
+class Dense(DenseSeam, keras.layers.Dense):
+    """Fully connected layer ``y = x K + b`` that takes part in bound propagation.
+
+    Same arguments as ``keras.layers.Dense`` except that ``activation`` must stay linear:
+    activations are separate layers so that their masks can be computed.
+
+    Args:
+        units: number of output neurons.
+        use_bias: whether to add a bias b.
+        kernel_initializer, bias_initializer, kernel_regularizer, ...: as in Keras.
+    """
+
+    def __init__(self, units, **kwargs):
+        reject_unsupported(type(self).__name__, kwargs)
+        super().__init__(units, **kwargs)

@@ -1,0 +1,17 @@
+"""Argument checks shared by the linear layers and the Keras adapters."""
+
+
+def reject_unsupported(name, kwargs):
+    """Raise ValueError for constructor arguments that bound propagation cannot handle."""
+    activation = kwargs.get("activation")
+    if activation not in (None, "linear"):
+        raise ValueError(
+            f"{name} does not take activation={activation!r}: put the activation in its "
+            "own layer (gloro_local.layers.ReLU, ReLUTheta, MaxMin or ClippedMaxMin)."
+        )
+    if kwargs.get("data_format") not in (None, "channels_last"):
+        raise ValueError(f"{name} supports data_format='channels_last' only.")
+    if kwargs.get("dilation_rate") not in (None, 1, (1, 1), [1, 1]):
+        raise ValueError(f"{name} supports dilation_rate=1 only.")
+    if kwargs.get("groups") not in (None, 1):
+        raise ValueError(f"{name} supports groups=1 only.")
