@@ -13,3 +13,6 @@ __all__ = ["ActivationBox", "GlobalNorms", "MaskedOperator", "PowerIterationResu
            "Propagation", "SeamNetwork", "bottom_logit", "check_epsilon", "local_norms",
            "normalize", "pair_directions", "power_iteration", "propagate", "random_start",
            "worst_logits", "worst_offsets"]
+from gloro_local.bounds.margins import BOUNDS, Margins, check_bound, compute_margins  # noqa: E402
+
+__all__ += ["BOUNDS", "Margins", "check_bound", "compute_margins"]

@@ -35,12 +35,14 @@ class GlobalNorms(keras.layers.Layer):
         results = []
         for seam, shape, iterate in zip(seams, self.input_shapes, self.iterates):
             result = power_iteration(MaskedOperator(seam, shape), iterate, iterations, tol)
-            iterate.assign(tf.cast(result.u, iterate.dtype))
+            if iterations:
+                iterate.assign(tf.cast(result.u, iterate.dtype))
             results.append(result)
         return results
 
     def norms(self, seams, iterations=1):
-        """Warm-started sigma_l for each layer after ``iterations`` steps (list of scalars)."""
+        """Warm-started sigma_l for each layer after ``iterations`` steps (list of scalars);
+        with ``iterations=0`` the stored vectors are used as they are and not written."""
         return [tf.squeeze(r.sigma, 0) for r in self._run(seams, iterations, None)]
 
     def converge(self, seams, tol=1e-6, max_iterations=10000):

@@ -4,9 +4,13 @@ import tensorflow as tf
 from gloro_local.bounds.power_iteration import MaskedOperator, power_iteration
 
 
-def random_start(input_shape, batch, dtype=tf.float32):
-    """Standard normal start vectors, shape (batch,) + input_shape."""
-    return tf.random.normal(tf.concat([[batch], list(input_shape)], 0), dtype=dtype)
+def random_start(input_shape, batch, seed=None, dtype=tf.float32):
+    """Standard normal start vectors, shape (batch,) + input_shape; with a ``seed`` pair
+    they are reproducible (``tf.random.stateless_normal``)."""
+    shape = tf.concat([[batch], list(input_shape)], 0)
+    if seed is None:
+        return tf.random.normal(shape, dtype=dtype)
+    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
 
 
 def local_norms(network, propagation, starts, iterations, tol=None):

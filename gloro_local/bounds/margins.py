@@ -1,0 +1,96 @@
+"""From an input batch to worst-case logits: the certificate's arithmetic in one place."""
+from typing import List, NamedTuple, Optional
+
+import tensorflow as tf
+
+from gloro_local.bounds.local_norms import local_norms
+from gloro_local.bounds.power_iteration import PowerIterationResult
+from gloro_local.bounds.propagation import Propagation, propagate
+from gloro_local.bounds.worst_logits import bottom_logit, pair_directions, worst_offsets
+
+BOUNDS = ("local", "global", "gloro")
+
+
+class Margins(NamedTuple):
+    """What a bound pass found for a batch.
+
+    logits (B, K); worst (B, K): the worst-case logits z* relative to ``reference``
+    (z*_j = z_j); bottom (B,): max_{i != j} z*_i; lipschitz (B,): product of the hidden
+    layers' norms the bound used (local or global); global_lipschitz (B,): product of
+    their global norms; sigmas: per hidden layer the (B,) norm used; power: per hidden
+    layer the power-iteration result or None; propagation: the boxes and masks."""
+
+    logits: tf.Tensor
+    worst: tf.Tensor
+    bottom: tf.Tensor
+    lipschitz: tf.Tensor
+    global_lipschitz: tf.Tensor
+    sigmas: List[tf.Tensor]
+    power: List[Optional[PowerIterationResult]]
+    propagation: Propagation
+
+
+def check_bound(bound):
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}.")
+    return bound
+
+
+def _product(factors, batch, dtype):
+    total = tf.ones([batch], dtype)
+    for factor in factors:
+        total = total * factor
+    return total
+
+
+def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts,
+                    iterations, tol=None, worst_steps=None, fallback_to_global=False):
+    """Propagates bounds and returns the worst-case logits of ``bound``.
+
+    'local': r = eps * prod_l sigma_l(x) with masked per-sample norms (layers whose start
+        vectors are None use their global norm); the last layer maximises over the ball
+        of radius r intersected with the penultimate box.
+    'global': the same with r = eps * prod_l ||W_l|| (BCP-style).
+    'gloro': z*_i = z_i + eps * prod_l ||W_l|| * ||w_i - w_j|| (ball only, as GloRo).
+
+    Args:
+        network: ``SeamNetwork``. x: inputs. epsilon: validated scalar tensor.
+        global_sigmas: the global norm of every hidden layer (scalars).
+        reference: (B,) class j each sample is compared with (the label), or None for
+            the predicted class argmax z.
+        starts: per hidden layer, power-iteration start vectors or None ('local' only).
+        iterations, tol: power-iteration budget and per-sample tolerance.
+        worst_steps: clipping steps of the worst-logit iteration (None: exact).
+        fallback_to_global: use the global norm for samples whose local iteration did not
+            converge to ``tol`` (a sound stand-in).
+    """
+    propagation = propagate(network, x, epsilon, global_sigmas)
+    pen = propagation.penultimate
+    batch = tf.shape(pen.centre)[0]
+    dtype = pen.centre.dtype
+    global_per_sample = [tf.fill([batch], s) for s in global_sigmas]
+    global_lipschitz = _product(global_per_sample, batch, dtype)
+    power = [None] * len(global_sigmas)
+    sigmas = global_per_sample
+    if bound == "local":
+        power = local_norms(network, propagation, starts, iterations, tol)
+        sigmas = [g if p is None else (tf.where(p.converged, p.sigma, g)
+                                       if fallback_to_global else p.sigma)
+                  for p, g in zip(power, global_per_sample)]
+    lipschitz = _product(sigmas, batch, dtype)
+    logit_layer = network.logit_layer
+    logits = logit_layer.affine(pen.centre)
+    if reference is None:
+        reference = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    directions = pair_directions(logit_layer.kernel, reference)
+    radius = epsilon * lipschitz
+    if bound == "gloro":
+        offsets = radius[:, None] * tf.norm(directions, axis=-1)
+    else:
+        offsets, _ = worst_offsets(directions, (pen.lo - pen.centre)[:, None, :],
+                                   (pen.hi - pen.centre)[:, None, :], radius, worst_steps)
+    is_reference = tf.one_hot(reference, tf.shape(logits)[-1], on_value=True,
+                              off_value=False)
+    worst = tf.where(is_reference, logits, logits + offsets)
+    return Margins(logits, worst, bottom_logit(worst, reference), lipschitz,
+                   global_lipschitz, sigmas, power, propagation)

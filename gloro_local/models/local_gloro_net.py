@@ -1,0 +1,151 @@
+"""LocalGloroNet: a Keras model whose extra output is the GloRo bottom logit."""
+import keras
+import tensorflow as tf
+
+from gloro_local.bounds import (GlobalNorms, SeamNetwork, check_bound, check_epsilon,
+                                compute_margins, random_start)
+from gloro_local.models.bound_queries import BoundQueries
+from gloro_local.models.state import ModelState
+from gloro_local.models.training_steps import TrainingSteps
+
+
+@keras.saving.register_keras_serializable(package="gloro_local")
+class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
+    """A classifier ``f`` with a certified bottom logit: ``model(x) = [z, bottom]``.
+
+    For input x, radius eps and reference class j (the prediction at inference, the label
+    in training), bounds are propagated through the hidden layers (DESIGN.md section 5)
+    and the logit layer's worst case is taken over the ball of radius
+        r(x) = eps * prod_{l<L} sigma_l(x)
+    intersected with the penultimate box:
+        z*_i = z_i + max_{delta} (w_i - w_j).delta,   bottom = max_{i != j} z*_i.
+    x is certified at eps when z_j > bottom. ``bound`` chooses sigma_l on one code path:
+    'local' (masked per-sample norms, the paper's method), 'global' (global layer norms,
+    BCP-style) or 'gloro' (global norms, ball only: z*_i = z_i + r ||w_i - w_j||, the
+    original GloRo net). ``model(x)`` is a monitoring estimate; ``certify`` is the
+    certificate.
+
+    Args:
+        f: a built ``keras.Sequential`` (starting with ``keras.Input``) of supported layers
+            ending in a Dense logit layer.
+        epsilon: the l2 radius (finite, > 0); ``model.epsilon`` is a settable variable.
+        bound: 'local', 'global' or 'gloro'.
+        power_iterations: power-iteration steps per training step (local and global norms).
+        eval_iterations, eval_tol: per-sample local iteration budget and tolerance at
+            inference; samples that do not converge fall back to the global norm.
+        worst_logit_steps: clipping steps of the worst-logit iteration in training
+            (None: exact); inference is always exact.
+        local_layers: indices (into the hidden linear layers) that get per-sample norms;
+            the others use their global norm. None: all.
+        lam_sparse, lam_theta: weights of the sparsity hinge (DESIGN.md section 5).
+        seed: seed of the random power-iteration start vectors.
+    """
+
+    def __init__(self, f, epsilon, bound="local", power_iterations=5, eval_iterations=100,
+                 eval_tol=1e-3, worst_logit_steps=10, local_layers=None, lam_sparse=0.0,
+                 lam_theta=0.0, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(f, keras.Sequential):
+            raise TypeError(f"f must be a keras.Sequential, got {type(f).__name__}.")
+        try:
+            input_shape = tuple(f.input_shape[1:])
+        except (AttributeError, ValueError) as error:
+            raise ValueError("f must start with keras.Input(shape) so that its input "
+                             "shape is known.") from error
+        self.f = f
+        self.network = SeamNetwork(f.layers, input_shape)
+        self.bound = check_bound(bound)
+        self.state = ModelState(epsilon, name="model_state")
+        hidden_shapes = [shape for _, shape in self.network.hidden_layers()]
+        self.global_norms = GlobalNorms(hidden_shapes, seed=seed, name="global_norms")
+        self.global_norms.built = True
+        hidden = range(len(hidden_shapes))
+        if local_layers is None:
+            local_layers = list(hidden)
+        unknown = sorted(set(local_layers) - set(hidden))
+        if unknown:
+            raise ValueError(f"local_layers {unknown} out of range: the network has "
+                             f"{len(hidden_shapes)} hidden linear layers.")
+        self.local_layers = sorted(set(local_layers))
+        self.power_iterations = int(power_iterations)
+        self.eval_iterations = int(eval_iterations)
+        self.eval_tol = float(eval_tol)
+        self.worst_logit_steps = worst_logit_steps
+        self.lam_sparse = float(lam_sparse)
+        self.lam_theta = float(lam_theta)
+        self.seed = int(seed)
+        self.store = None
+        self.built = True
+
+    @property
+    def epsilon(self):
+        """The l2 radius, a Keras variable; assign a float > 0 to change it."""
+        return self.state.epsilon
+
+    @epsilon.setter
+    def epsilon(self, value):
+        self.state.epsilon.assign(check_epsilon(value))
+
+    @property
+    def num_classes(self):
+        return self.network.num_classes
+
+    def hidden_seams(self):
+        return [seam for seam, _ in self.network.hidden_layers()]
+
+    def starts(self, batch, index=None, training=False):
+        """Per hidden layer: stored vectors (store attached and index given), random
+        vectors (other local layers; seeded by ``seed`` outside training, so inference is
+        reproducible) or None (layers that use their global norm)."""
+        stored = self.store.gather(index) if (self.store and index is not None) else None
+        starts = []
+        for k, (_, shape) in enumerate(self.network.hidden_layers()):
+            if k not in self.local_layers:
+                starts.append(None)
+            elif stored is not None and stored[k] is not None:
+                starts.append(stored[k])
+            else:
+                seed = None if training else [self.seed, k]
+                starts.append(random_start(shape, batch, seed))
+        return starts
+
+    def margins(self, x, reference=None, training=False, index=None, global_sigmas=None):
+        """The bound pass of ``bound`` at the current epsilon (``Margins``)."""
+        x = self.network.check_input(x)
+        epsilon = tf.convert_to_tensor(self.state.epsilon)
+        if global_sigmas is None:
+            global_sigmas = self.global_norms.norms(
+                self.hidden_seams(), self.power_iterations if training else 0)
+        if training:
+            budget = dict(iterations=self.power_iterations, tol=None,
+                          worst_steps=self.worst_logit_steps, fallback_to_global=False)
+        else:
+            budget = dict(iterations=self.eval_iterations, tol=self.eval_tol,
+                          worst_steps=None, fallback_to_global=True)
+        return compute_margins(self.network, x, epsilon, global_sigmas, self.bound,
+                               reference, self.starts(tf.shape(x)[0], index, training),
+                               **budget)
+
+    def call(self, inputs, training=False):
+        x, _ = self.split_index(inputs)
+        result = self.margins(x, training=False)
+        return tf.concat([result.logits, result.bottom[:, None]], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.num_classes + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "f": keras.saving.serialize_keras_object(self.f),
+                "epsilon": float(self.state.epsilon.numpy()), "bound": self.bound,
+                "power_iterations": self.power_iterations,
+                "eval_iterations": self.eval_iterations, "eval_tol": self.eval_tol,
+                "worst_logit_steps": self.worst_logit_steps,
+                "local_layers": list(self.local_layers), "lam_sparse": self.lam_sparse,
+                "lam_theta": self.lam_theta, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        f = keras.saving.deserialize_keras_object(config.pop("f"),
+                                                  custom_objects=custom_objects)
+        return cls(f, **config)

@@ -1,0 +1,115 @@
+"""compile / fit / train_step / test_step of LocalGloroNet."""
+import keras
+import tensorflow as tf
+
+from gloro_local.training.callbacks import ConvergeGlobalNorms
+from gloro_local.training.iterate_store import IterateStore
+from gloro_local.training.labels import class_ids
+from gloro_local.training.losses import get_loss
+from gloro_local.training.metrics import RobustMetrics
+
+
+def _replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+class TrainingSteps:
+    """Training with Keras ``compile``/``fit``: one bound propagation per batch, the
+    configured number of power iterations, the robust loss on [z, bottom, z*] plus
+    ``lam_sparse`` times the sparsity hinge, and the robust metrics."""
+
+    def compile(self, optimizer="adam", loss="crossentropy", **kwargs):
+        """Like ``keras.Model.compile``; ``loss`` is 'crossentropy' (GloRo CE), 'trades',
+        'bcp' or a ``RobustLoss`` instance."""
+        self.robust_loss = get_loss(loss)
+        self.robust_metrics = RobustMetrics()
+        self.loss_mean = keras.metrics.Mean(name="loss")
+        super().compile(optimizer=optimizer, loss=self.robust_loss, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores the compiled loss and optimizer of a saved model."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.optimizer is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        if not getattr(self, "robust_metrics", None):
+            return []
+        return [self.loss_mean, *self.robust_metrics]
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit`` that also converges the global norms at every epoch end
+        (``ConvergeGlobalNorms`` is added unless one is given)."""
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, ConvergeGlobalNorms) for c in callbacks):
+            callbacks.append(ConvergeGlobalNorms())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def attach_store(self, num_samples, seed=0):
+        """Keeps per-sample power-iteration vectors of the local layers for a dataset of
+        ``num_samples`` examples that yields ``((x, index), y)``; call inside the
+        strategy scope when distributing. Returns the ``IterateStore``."""
+        shapes = [shape if k in self.local_layers else None
+                  for k, (_, shape) in enumerate(self.network.hidden_layers())]
+        self.store = IterateStore(num_samples, shapes, seed=seed)
+        return self.store
+
+    def split_index(self, x):
+        """(x, index) from a dataset element's inputs; index is None when absent."""
+        if isinstance(x, (tuple, list)):
+            if len(x) != 2:
+                raise ValueError("Inputs must be x or a pair (x, sample_index), got "
+                                 f"{len(x)} tensors.")
+            return x[0], x[1]
+        return x, None
+
+    def _step(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, index = self.split_index(x)
+        if training and self.store is not None and self.bound == "local":
+            if index is None:
+                raise ValueError(
+                    "This model keeps per-sample power-iteration vectors (attach_store), so "
+                    "the dataset must yield ((x, index), y); use "
+                    "gloro_local.data.load(..., with_index=True).")
+            index = self.store.check_index(index)
+        labels = class_ids(y, self.num_classes)
+        reference = labels if self.robust_loss.reference == "label" else None
+        with tf.GradientTape() as tape:
+            result = self.margins(x, reference, training=training,
+                                  index=index if training else None)
+            y_pred = tf.concat([result.logits, result.bottom[:, None], result.worst], -1)
+            loss = self.compute_loss(x=x, y=labels, y_pred=y_pred,
+                                     sample_weight=sample_weight, training=training)
+            if self.lam_sparse:
+                sparsity = tf.add_n([a.seam.sparsity(a.lo, a.hi, self.lam_theta)
+                                     for a in result.propagation.activations])
+                loss = loss + self.lam_sparse * sparsity / _replicas()
+            scaled = self.optimizer.scale_loss(loss) if training else loss
+        if training:
+            weights = self.trainable_weights
+            self.optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
+            if self.store is not None and index is not None:
+                self.store.scatter(index, [None if p is None else p.u for p in result.power])
+        self._update_metrics(loss, labels, result)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _update_metrics(self, loss, labels, result):
+        self.loss_mean.update_state(loss * _replicas())
+        varying = [tf.reduce_mean(a.varying, axis=tf.range(1, tf.rank(a.varying)))
+                   for a in result.propagation.activations if a.varying is not None]
+        fraction = (tf.add_n(varying) / len(varying) if varying
+                    else tf.ones_like(result.lipschitz))
+        self.robust_metrics.update(labels, result.logits, result.bottom, result.lipschitz,
+                                   result.global_lipschitz, fraction)
+
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        return self._step(data, training=False)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)

@@ -1,0 +1,141 @@
+"""Schedules for epsilon, the loss's lambda and the learning rate, and the epoch-end
+convergence of the global power iterates."""
+import math
+
+import keras
+
+
+def _ramp(progress, start, end, shape):
+    """Interpolates start -> end for progress in [0, 1] ('linear' or 'log')."""
+    progress = min(max(progress, 0.0), 1.0)
+    if shape == "linear":
+        return start + progress * (end - start)
+    return math.exp(math.log(start) + progress * (math.log(end) - math.log(start)))
+
+
+class _BatchRamp(keras.callbacks.Callback):
+    """Per-batch interpolation over ``epochs`` epochs: progress = (epoch + b / steps) / epochs."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        if epochs < 0:
+            raise ValueError(f"the ramp length must be >= 0 epochs, got {epochs}.")
+        self.epochs = epochs
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self.on_train_batch_begin(0)
+
+    def progress(self, batch):
+        if self.epochs == 0:
+            return 1.0
+        steps = self.params.get("steps") or 1
+        return (self._epoch + batch / steps) / self.epochs
+
+
+class EpsilonSchedule(_BatchRamp):
+    """Ramps ``model.epsilon`` from ``start`` to ``eps_train`` over ``epochs`` epochs,
+    interpolated per batch ('linear' or 'log' shape), then holds eps_train (never
+    overshoots). Validation (``on_test_begin``) and the end of training use ``eps_test``.
+
+    Args:
+        eps_train: final training radius (the paper trains slightly above eps_test).
+        epochs: ramp length in epochs.
+        eps_test: radius for evaluation; defaults to eps_train.
+        start: first radius, > 0; defaults to eps_train / 1000.
+        shape: 'linear' or 'log'.
+    """
+
+    def __init__(self, eps_train, epochs, eps_test=None, start=None, shape="linear"):
+        super().__init__(epochs)
+        if shape not in ("linear", "log"):
+            raise ValueError(f"shape must be 'linear' or 'log', got {shape!r}.")
+        self.eps_train = float(eps_train)
+        self.eps_test = float(eps_train if eps_test is None else eps_test)
+        self.start = float(self.eps_train / 1000.0 if start is None else start)
+        for name in ("eps_train", "eps_test", "start"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value}.")
+        self.shape = shape
+        self._current = self.start
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._current = _ramp(self.progress(batch), self.start, self.eps_train, self.shape)
+        self.model.epsilon = self._current
+
+    def on_test_begin(self, logs=None):
+        self.model.epsilon = self.eps_test
+
+    def on_test_end(self, logs=None):
+        self.model.epsilon = self._current
+
+    def on_train_end(self, logs=None):
+        self.model.epsilon = self.eps_test
+
+
+class LambdaSchedule(_BatchRamp):
+    """Ramps the robust loss's ``lam`` linearly from ``start`` to ``end`` over ``epochs``
+    epochs, per batch (BCP: 0 -> 1). Both ends must be >= 0, so lam never goes negative.
+    """
+
+    def __init__(self, start, end, epochs):
+        super().__init__(epochs)
+        if start < 0 or end < 0:
+            raise ValueError(f"lambda must stay >= 0, got start={start}, end={end}.")
+        self.start, self.end = float(start), float(end)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        value = _ramp(self.progress(batch), self.start, self.end, "linear")
+        self.model.robust_loss.lam.assign(max(value, 0.0))
+
+
+class LearningRateSchedule(keras.callbacks.Callback):
+    """The paper's schedule (eq. 27): ``lr`` for the first ``constant_epochs`` epochs, then
+    exponential decay reaching ``end_lr`` at the last epoch:
+        lr_e = lr * (end_lr / lr) ** ((e - m) / (E - 1 - m))   for e >= m.
+
+    Args:
+        lr, end_lr: first and last learning rates (> 0).
+        constant_epochs: m. total_epochs: E (defaults to the ``epochs`` given to fit).
+    """
+
+    def __init__(self, lr, end_lr, constant_epochs, total_epochs=None):
+        super().__init__()
+        if lr <= 0 or end_lr <= 0:
+            raise ValueError("learning rates must be > 0.")
+        self.lr, self.end_lr = float(lr), float(end_lr)
+        self.constant_epochs = int(constant_epochs)
+        self.total_epochs = total_epochs
+
+    def rate(self, epoch):
+        total = self.total_epochs or self.params.get("epochs") or 1
+        decay_epochs = total - 1 - self.constant_epochs
+        if epoch < self.constant_epochs or decay_epochs <= 0:
+            return self.lr
+        fraction = min((epoch - self.constant_epochs) / decay_epochs, 1.0)
+        return self.lr * (self.end_lr / self.lr) ** fraction
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(self.rate(epoch))
+
+
+class ConvergeGlobalNorms(keras.callbacks.Callback):
+    """Before validation and at every epoch end, iterates the global power-iteration
+    vectors until ||u_t+1 - u_t|| <= tol (as GloRo does), so validation and saved models
+    use converged global norms. ``LocalGloroNet.fit`` adds it automatically."""
+
+    def __init__(self, tol=1e-5, max_iterations=2000):
+        super().__init__()
+        self.tol, self.max_iterations = tol, max_iterations
+
+    def _converge(self):
+        self.model.global_norms.converge(self.model.hidden_seams(), self.tol,
+                                         self.max_iterations)
+
+    def on_test_begin(self, logs=None):
+        self._converge()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._converge()

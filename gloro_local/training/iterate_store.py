@@ -1,0 +1,65 @@
+"""Per-sample power-iteration vectors kept across epochs (the paper's "saved u")."""
+import numpy as np
+import tensorflow as tf
+
+
+class IterateStore:
+    """One float16 table (num_samples,) + input shape per selected hidden linear layer.
+
+    ``gather(index)`` returns float32 start vectors for a batch of sample indices;
+    ``scatter(index, vectors)`` writes the vectors back after the batch's power iteration.
+    Under a distribution strategy, indices and vectors of every replica are all-gathered
+    before the scatter, so each replica's copy receives every row (a plain scatter would
+    silently keep only the local replica's rows). The tables are ``tf.Variable``s that
+    Keras does not track, so they stay out of saved model files.
+
+    Memory: 2 bytes * num_samples * sum of the selected layers' input sizes; MNIST 4C3F
+    (all six hidden layers, 48,336 numbers per sample) at 60,000 samples: 5.8 GB, per
+    replica.
+
+    Args:
+        num_samples: size of the indexed dataset.
+        input_shapes: per hidden layer, the input shape, or None to keep no vectors for it.
+        seed: seed of the random initial vectors.
+    """
+
+    def __init__(self, num_samples, input_shapes, seed=0):
+        if num_samples <= 0:
+            raise ValueError(f"num_samples must be > 0, got {num_samples}.")
+        self.num_samples = int(num_samples)
+        self.tables = []
+        for k, shape in enumerate(input_shapes):
+            if shape is None:
+                self.tables.append(None)
+                continue
+            initial = tf.random.stateless_normal((self.num_samples,) + tuple(shape),
+                                                 seed=[seed, k], dtype=tf.float16)
+            self.tables.append(tf.Variable(initial, trainable=False,
+                                           name=f"stored_iterate_{k}",
+                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+
+    @staticmethod
+    def bytes_needed(num_samples, input_shapes):
+        return 2 * num_samples * sum(int(np.prod(s)) for s in input_shapes if s is not None)
+
+    def check_index(self, index):
+        index = tf.reshape(tf.cast(index, tf.int64), [-1])
+        tf.debugging.assert_non_negative(index, message="sample index must be >= 0")
+        tf.debugging.assert_less(index, tf.constant(self.num_samples, tf.int64),
+                                 message=f"sample index must be < {self.num_samples} "
+                                         "(the store's num_samples)")
+        return index
+
+    def gather(self, index):
+        return [None if table is None else tf.cast(tf.gather(table, index), tf.float32)
+                for table in self.tables]
+
+    def scatter(self, index, vectors):
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            index = context.all_gather(index, axis=0)
+            vectors = [None if v is None else context.all_gather(v, axis=0)
+                       for v in vectors]
+        for table, values in zip(self.tables, vectors):
+            if table is not None:
+                table.scatter_nd_update(index[:, None], tf.cast(values, table.dtype))
