@@ -57,7 +57,11 @@ class MaskedOperator:
                                                   self.input_shape), self.in_mask)
 
     def step(self, u):
-        return normalize(self.adjoint(self.forward(u)))
+        """u <- M_in A^T M_out A u / ||.|| for u with u = M_in u (as ``start`` returns);
+        masks already applied are not applied again."""
+        v = _masked(self.seam.linear(u), self.out_mask)
+        return normalize(_masked(self.seam.linear_transpose(v, self.input_shape),
+                                 self.in_mask))
 
     def start(self, u):
         """Masks ``u`` and normalises it; a sample whose masked vector vanished (a warm
@@ -83,8 +87,15 @@ def power_iteration(operator, u, iterations, tol=None):
     sigma = ||M_out A M_in u|| does (as GloRo does for its global bound).
     """
     u = tf.stop_gradient(operator.start(u))
+    if tol is None:
+        _, u = tf.while_loop(lambda t, u: t < iterations,
+                             lambda t, u: (t + 1, tf.stop_gradient(operator.step(u))),
+                             [tf.constant(0), u])
+        batch = tf.shape(u)[0]
+        return PowerIterationResult(operator.sigma(u), u, tf.fill([batch], iterations),
+                                    tf.zeros([batch], tf.bool))
     batch = tf.shape(u)[0]
-    tolerance = tf.constant(-1.0 if tol is None else tol, u.dtype)
+    tolerance = tf.constant(tol, u.dtype)
     steps = tf.zeros([batch], tf.int32)
     done = tf.zeros([batch], tf.bool)
 
