@@ -62,7 +62,7 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
         iterations, tol: power-iteration budget and per-sample tolerance.
         worst_steps: clipping steps of the worst-logit iteration (None: exact).
         fallback_to_global: use the global norm for samples whose local iteration did not
-            converge to ``tol`` (a sound stand-in).
+            converge to ``tol`` (a sound stand-in), and never a local norm above it.
     """
     propagation = propagate(network, x, epsilon, global_sigmas)
     pen = propagation.penultimate
@@ -74,7 +74,7 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
     sigmas = global_per_sample
     if bound == "local":
         power = local_norms(network, propagation, starts, iterations, tol)
-        sigmas = [g if p is None else (tf.where(p.converged, p.sigma, g)
+        sigmas = [g if p is None else (tf.where(p.converged, tf.minimum(p.sigma, g), g)
                                        if fallback_to_global else p.sigma)
                   for p, g in zip(power, global_per_sample)]
     lipschitz = _product(sigmas, batch, dtype)

@@ -3,6 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from gloro_local.bounds import compute_margins
+from gloro_local.evaluation.certify import certify
 
 
 def _per_sample_mean(mask):
@@ -11,7 +12,11 @@ def _per_sample_mean(mask):
 
 class BoundQueries:
     """``lipschitz_bounds``: local and global Lipschitz products, per-layer norms and the
-    fraction of varying neurons, per sample."""
+    fraction of varying neurons, per sample; ``certify``: the sound certificate."""
+
+    def certify(self, x, y=None, **kwargs):
+        """Sound certificates for ``x`` (see ``gloro_local.evaluation.certify``)."""
+        return certify(self, x, y, **kwargs)
 
     def lipschitz_bounds(self, x, converge=False, tol=1e-3, max_iterations=2000,
                          batch_size=256):
