@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from gloro_local.bounds.local_norms import local_norms
 from gloro_local.bounds.power_iteration import PowerIterationResult
-from gloro_local.bounds.propagation import Propagation, propagate
+from gloro_local.bounds.propagation import Propagation, forward, propagate
 from gloro_local.bounds.worst_logits import bottom_logit, pair_directions, worst_offsets
 
 BOUNDS = ("local", "global", "gloro")
@@ -64,7 +64,8 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
         fallback_to_global: use the global norm for samples whose local iteration did not
             converge to ``tol`` (a sound stand-in), and never a local norm above it.
     """
-    propagation = propagate(network, x, epsilon, global_sigmas)
+    propagation = (forward if bound == "gloro" else propagate)(network, x, epsilon,
+                                                               global_sigmas)
     pen = propagation.penultimate
     batch = tf.shape(pen.centre)[0]
     dtype = pen.centre.dtype

@@ -39,6 +39,20 @@ def _combine(mask, other):
     return mask * other
 
 
+def forward(network, x, epsilon, layer_norms):
+    """The clean pass alone, with the ball radius eps * prod_l ||W_l|| (no box, no masks):
+    all that the ball-only 'gloro' bound needs. The returned box is the point itself."""
+    centre = tf.cast(x, epsilon.dtype)
+    for seam in network.seams[:-1]:
+        centre = seam.affine(centre) if isinstance(seam, LinearSeam) else seam.call(centre)
+    radius = tf.fill(tf.shape(centre)[:1], epsilon)
+    for norm in layer_norms:
+        radius = radius * norm
+    hidden = len(layer_norms)
+    return Propagation(BoundState(centre, centre, centre, radius), [None] * hidden,
+                       [None] * hidden, [])
+
+
 def propagate(network, x, epsilon, layer_norms):
     """Propagates the clean input, the box x +- eps and the ball (x, eps) through ``network``.
 
