@@ -5,11 +5,16 @@ import tensorflow as tf
 from gloro_local.layers.seam import ActivationSeam
 
 
+def check_channels(channels):
+    """Raises ValueError unless the channel count is known and even."""
+    if channels is None or channels % 2:
+        raise ValueError(f"MaxMin needs an even number of channels, got {channels}.")
+
+
 def split_halves(x):
     """Splits the last axis into halves (a, b); the channel count must be even."""
     channels = x.shape[-1]
-    if channels is None or channels % 2:
-        raise ValueError(f"MaxMin needs an even number of channels, got {channels}.")
+    check_channels(channels)
     return x[..., : channels // 2], x[..., channels // 2:]
 
 
@@ -24,6 +29,9 @@ class MaxMin(ActivationSeam, keras.layers.Layer):
     """
 
     masks_rows = False
+
+    def build(self, input_shape):
+        check_channels(input_shape[-1])
 
     def call(self, inputs):
         a, b = split_halves(inputs)
