@@ -1,5 +1,6 @@
 """Time per training step at batch 256: plain Keras training against LocalGloroNet with
-bound='gloro', 'global' and 'local' (stored per-sample vectors), on 2C2F and 4C3F.
+bound='gloro', 'global' and 'local' (stored per-sample vectors), the last also with
+training_dtype='bfloat16' ('local_bf16'), on 2C2F and 4C3F.
 
 Steps of all variants are timed alternately (round-robin) so machine noise hits each alike;
 the figure is the median. Prints a table, then one line of JSON with the ratios.
@@ -28,9 +29,9 @@ def _plain(arch, seed):
     return f
 
 
-def _robust(arch, seed, bound, iterations, batch):
+def _robust(arch, seed, bound, iterations, batch, dtype="float32"):
     model = gl.LocalGloroNet(architectures.get(arch, seed=seed), epsilon=1.58, bound=bound,
-                             power_iterations=iterations)
+                             power_iterations=iterations, training_dtype=dtype)
     model.compile(keras.optimizers.Adam(1e-3), loss="crossentropy")
     if bound == "local":
         model.attach_store(batch)
@@ -53,9 +54,10 @@ def run(archs, rounds, batch, iterations):
         models = {"plain": _plain(arch, 0)}
         for bound in ("gloro", "global", "local"):
             models[bound] = _robust(arch, 0, bound, iterations, batch)
+        models["local_bf16"] = _robust(arch, 0, "local", iterations, batch, "bfloat16")
         steps = {
             name: (lambda m=model, n=name: m.train_on_batch(
-                (x, index) if n == "local" else x, y))
+                (x, index) if n.startswith("local") else x, y))
             for name, model in models.items()}
         for step in steps.values():
             step()
@@ -79,16 +81,20 @@ def main():
     print(f"median ms per training step, batch {args.batch}, "
           f"{args.iterations} power iterations (local: stored per-sample vectors)")
     print(f"{'arch':6} {'plain':>9} {'gloro':>9} {'global':>9} {'local':>9} "
-          f"{'local/gloro':>12} {'local/plain':>12} {'gloro/plain':>12}")
+          f"{'local_bf16':>11} {'local/gloro':>12} {'local/plain':>12} "
+          f"{'bf16/gloro':>11} {'gloro/plain':>12}")
     summary = {}
     for arch, ms in results.items():
         ratios = {"local/gloro": ms["local"] / ms["gloro"],
                   "local/plain": ms["local"] / ms["plain"],
                   "gloro/plain": ms["gloro"] / ms["plain"],
-                  "global/plain": ms["global"] / ms["plain"]}
+                  "global/plain": ms["global"] / ms["plain"],
+                  "local_bf16/gloro": ms["local_bf16"] / ms["gloro"],
+                  "local_bf16/plain": ms["local_bf16"] / ms["plain"]}
         print(f"{arch:6} {ms['plain']:9.1f} {ms['gloro']:9.1f} {ms['global']:9.1f} "
-              f"{ms['local']:9.1f} {ratios['local/gloro']:12.2f} "
-              f"{ratios['local/plain']:12.2f} {ratios['gloro/plain']:12.2f}")
+              f"{ms['local']:9.1f} {ms['local_bf16']:11.1f} {ratios['local/gloro']:12.2f} "
+              f"{ratios['local/plain']:12.2f} {ratios['local_bf16/gloro']:11.2f} "
+              f"{ratios['gloro/plain']:12.2f}")
         summary[arch] = {"ms": {k: round(v, 1) for k, v in ms.items()},
                          **{k: round(v, 3) for k, v in ratios.items()}}
     print(json.dumps({"benchmark": "train_step", "batch": args.batch,

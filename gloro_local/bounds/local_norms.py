@@ -33,5 +33,6 @@ def local_norms(network, propagation, starts, iterations, tol=None):
             results.append(None)
             continue
         operator = MaskedOperator(seam, shape, in_mask, out_mask)
-        results.append(power_iteration(operator, start, iterations, tol))
+        dtype = propagation.penultimate.centre.dtype
+        results.append(power_iteration(operator, tf.cast(start, dtype), iterations, tol))
     return results

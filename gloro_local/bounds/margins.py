@@ -4,6 +4,7 @@ from typing import List, NamedTuple, Optional
 import tensorflow as tf
 
 from gloro_local.bounds.local_norms import local_norms
+from gloro_local.layers import BoundState
 from gloro_local.bounds.power_iteration import PowerIterationResult
 from gloro_local.bounds.propagation import Propagation, forward, propagate
 from gloro_local.bounds.worst_logits import bottom_logit, pair_directions, worst_offsets
@@ -54,7 +55,9 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
     'gloro': z*_i = z_i + eps * prod_l ||W_l|| * ||w_i - w_j|| (ball only, as GloRo).
 
     Args:
-        network: ``SeamNetwork``. x: inputs. epsilon: validated scalar tensor.
+        network: ``SeamNetwork``. x: inputs. epsilon: validated scalar tensor; its dtype
+            is the dtype of the propagation and power iteration (float32, or bfloat16
+            for faster training); the logit layer and the worst case run in float32.
         global_sigmas: the global norm of every hidden layer (scalars).
         reference: (B,) class j each sample is compared with (the label), or None for
             the predicted class argmax z.
@@ -66,9 +69,10 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
     """
     propagation = (forward if bound == "gloro" else propagate)(network, x, epsilon,
                                                                global_sigmas)
-    pen = propagation.penultimate
+    pen = BoundState(*(tf.cast(t, tf.float32) for t in propagation.penultimate))
     batch = tf.shape(pen.centre)[0]
     dtype = pen.centre.dtype
+    epsilon = tf.cast(epsilon, dtype)
     global_per_sample = [tf.fill([batch], s) for s in global_sigmas]
     global_lipschitz = _product(global_per_sample, batch, dtype)
     power = [None] * len(global_sigmas)

@@ -73,8 +73,12 @@ class MaskedOperator:
         return normalize(tf.where(empty, fresh, u))
 
     def sigma(self, u):
-        """||M_out A M_in u|| for unit u: differentiable in the layer's weights."""
-        return _norm(self.forward(tf.stop_gradient(u)))
+        """||M_out A M_in u|| for unit u, in float32 whatever dtype the iteration ran in;
+        differentiable in the layer's weights."""
+        u = tf.cast(tf.stop_gradient(u), tf.float32)
+        in_mask, out_mask = (None if m is None else tf.cast(m, tf.float32)
+                             for m in (self.in_mask, self.out_mask))
+        return _norm(_masked(self.seam.linear(_masked(u, in_mask)), out_mask))
 
 
 def power_iteration(operator, u, iterations, tol=None):

@@ -47,7 +47,7 @@ def forward(network, x, epsilon, layer_norms):
         centre = seam.affine(centre) if isinstance(seam, LinearSeam) else seam.call(centre)
     radius = tf.fill(tf.shape(centre)[:1], epsilon)
     for norm in layer_norms:
-        radius = radius * norm
+        radius = radius * tf.cast(norm, radius.dtype)
     hidden = len(layer_norms)
     return Propagation(BoundState(centre, centre, centre, radius), [None] * hidden,
                        [None] * hidden, [])

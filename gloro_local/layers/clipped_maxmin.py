@@ -3,6 +3,7 @@ import keras
 import tensorflow as tf
 
 from gloro_local.layers.maxmin import MaxMin, split_halves
+from gloro_local.layers.seam import cast_like
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")
@@ -41,21 +42,22 @@ class ClippedMaxMin(MaxMin):
 
     def call(self, inputs):
         a, b = split_halves(inputs)
-        return tf.concat([tf.minimum(tf.maximum(a, b), self.upper),
-                          tf.maximum(tf.minimum(a, b), self.lower)], axis=-1)
+        return tf.concat([tf.minimum(tf.maximum(a, b), cast_like(self.upper, a)),
+                          tf.maximum(tf.minimum(a, b), cast_like(self.lower, a))], axis=-1)
 
     def varying(self, lo, hi):
         lo_a, lo_b = split_halves(lo)
         hi_a, hi_b = split_halves(hi)
-        max_moves = tf.maximum(lo_a, lo_b) < self.upper
-        min_moves = tf.minimum(hi_a, hi_b) > self.lower
+        max_moves = tf.maximum(lo_a, lo_b) < cast_like(self.upper, lo)
+        min_moves = tf.minimum(hi_a, hi_b) > cast_like(self.lower, hi)
         return tf.cast(tf.concat([max_moves, min_moves], axis=-1), hi.dtype)
 
     def sparsity(self, lo, hi, lam_theta=0.0):
         lo_a, lo_b = split_halves(lo)
         hi_a, hi_b = split_halves(hi)
-        return (tf.reduce_mean(tf.nn.relu(tf.minimum(hi_a, hi_b) - self.lower))
-                + tf.reduce_mean(tf.nn.relu(self.upper - tf.maximum(lo_a, lo_b))))
+        upper, lower = cast_like(self.upper, lo), cast_like(self.lower, hi)
+        return (tf.reduce_mean(tf.nn.relu(tf.minimum(hi_a, hi_b) - lower))
+                + tf.reduce_mean(tf.nn.relu(upper - tf.maximum(lo_a, lo_b))))
 
     def get_config(self):
         return {**super().get_config(), "upper_init": self.upper_init,

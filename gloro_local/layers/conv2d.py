@@ -2,7 +2,7 @@
 import keras
 import tensorflow as tf
 
-from gloro_local.layers.seam import LinearSeam
+from gloro_local.layers.seam import LinearSeam, cast_like
 from gloro_local.layers.validation import reject_unsupported
 
 
@@ -20,22 +20,22 @@ class Conv2DSeam(LinearSeam):
                             padding=self.padding.upper())
 
     def linear(self, u):
-        return self._conv(u, self.kernel)
+        return self._conv(u, cast_like(self.kernel, u))
 
     def linear_transpose(self, v, input_shape):
         output_shape = tf.concat([tf.shape(v)[:1], list(input_shape)], axis=0)
-        return tf.nn.conv2d_transpose(v, self.kernel, output_shape,
+        return tf.nn.conv2d_transpose(v, cast_like(self.kernel, v), output_shape,
                                       strides=list(self.strides),
                                       padding=self.padding.upper())
 
     def abs_linear(self, r):
-        return self._conv(r, tf.abs(self.kernel))
+        return self._conv(r, tf.abs(cast_like(self.kernel, r)))
 
     def row_norms(self):
         return tf.norm(tf.reshape(self.kernel, [-1, self.kernel.shape[-1]]), axis=0)
 
     def add_bias(self, z):
-        return z + self.bias if self.use_bias else z
+        return z + cast_like(self.bias, z) if self.use_bias else z
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")

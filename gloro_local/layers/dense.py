@@ -2,7 +2,7 @@
 import keras
 import tensorflow as tf
 
-from gloro_local.layers.seam import LinearSeam
+from gloro_local.layers.seam import LinearSeam, cast_like
 from gloro_local.layers.validation import reject_unsupported
 
 
@@ -14,19 +14,19 @@ class DenseSeam(LinearSeam):
     """
 
     def linear(self, u):
-        return tf.matmul(u, self.kernel)
+        return tf.matmul(u, cast_like(self.kernel, u))
 
     def linear_transpose(self, v, input_shape=None):
-        return tf.matmul(v, self.kernel, transpose_b=True)
+        return tf.matmul(v, cast_like(self.kernel, v), transpose_b=True)
 
     def abs_linear(self, r):
-        return tf.matmul(r, tf.abs(self.kernel))
+        return tf.matmul(r, tf.abs(cast_like(self.kernel, r)))
 
     def row_norms(self):
         return tf.norm(self.kernel, axis=0)
 
     def add_bias(self, z):
-        return z + self.bias if self.use_bias else z
+        return z + cast_like(self.bias, z) if self.use_bias else z
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")

@@ -2,7 +2,7 @@
 import keras
 import tensorflow as tf
 
-from gloro_local.layers.seam import ActivationSeam
+from gloro_local.layers.seam import ActivationSeam, cast_like
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")
@@ -29,14 +29,14 @@ class ReLUTheta(ActivationSeam, keras.layers.Layer):
             constraint=keras.constraints.NonNeg(), trainable=True)
 
     def call(self, inputs):
-        return tf.minimum(tf.nn.relu(inputs), self.theta)
+        return tf.minimum(tf.nn.relu(inputs), cast_like(self.theta, inputs))
 
     def varying(self, lo, hi):
-        return tf.cast(tf.logical_and(hi > 0.0, lo < self.theta), hi.dtype)
+        return tf.cast(tf.logical_and(hi > 0.0, lo < cast_like(self.theta, lo)), hi.dtype)
 
     def sparsity(self, lo, hi, lam_theta=0.0):
         return (tf.reduce_mean(tf.nn.relu(hi))
-                + lam_theta * tf.reduce_mean(tf.nn.relu(self.theta - lo)))
+                + lam_theta * tf.reduce_mean(tf.nn.relu(cast_like(self.theta, lo) - lo)))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -27,6 +27,12 @@ class BoundState(NamedTuple):
     radius: tf.Tensor
 
 
+def cast_like(weight, x):
+    """``weight`` in the dtype of ``x``: bounds may be computed in a lower precision
+    (training only) than the float32 weights; a no-op when the dtypes agree."""
+    return tf.cast(weight, x.dtype)
+
+
 def per_sample(values, like):
     """Reshape per-sample scalars (B,) so they broadcast against ``like`` (B, ...)."""
     return tf.reshape(values, [-1] + [1] * (len(like.shape) - 1))
@@ -53,10 +59,10 @@ class LinearSeam:
         box_mid = self.affine((state.lo + state.hi) / 2.0)
         box_rad = self.abs_linear((state.hi - state.lo) / 2.0)
         centre = self.affine(state.centre)
-        ball_rad = per_sample(state.radius, centre) * self.row_norms()
+        ball_rad = per_sample(state.radius, centre) * cast_like(self.row_norms(), centre)
         lo = tf.maximum(box_mid - box_rad, centre - ball_rad)
         hi = tf.minimum(box_mid + box_rad, centre + ball_rad)
-        return BoundState(centre, lo, hi, state.radius * lipschitz)
+        return BoundState(centre, lo, hi, state.radius * cast_like(lipschitz, centre))
 
 
 class ActivationSeam:

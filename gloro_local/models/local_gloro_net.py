@@ -39,11 +39,15 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
             the others use their global norm. None: all.
         lam_sparse, lam_theta: weights of the sparsity hinge (DESIGN.md section 5).
         seed: seed of the random power-iteration start vectors.
+        training_dtype: dtype of the box propagation and power iteration in training
+            steps: 'float32', or 'bfloat16' (2-8x faster convolutions on CPUs with AMX or
+            AVX512-BF16, at 3 significant digits). Inference, ``lipschitz_bounds`` and
+            ``certify`` always compute in float32.
     """
 
     def __init__(self, f, epsilon, bound="local", power_iterations=5, eval_iterations=100,
                  eval_tol=1e-3, worst_logit_steps=10, local_layers=None, lam_sparse=0.0,
-                 lam_theta=0.0, seed=0, **kwargs):
+                 lam_theta=0.0, seed=0, training_dtype="float32", **kwargs):
         super().__init__(**kwargs)
         if not isinstance(f, keras.Sequential):
             raise TypeError(f"f must be a keras.Sequential, got {type(f).__name__}.")
@@ -74,6 +78,10 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
         self.lam_sparse = float(lam_sparse)
         self.lam_theta = float(lam_theta)
         self.seed = int(seed)
+        if training_dtype not in ("float32", "bfloat16"):
+            raise ValueError("training_dtype must be 'float32' or 'bfloat16', got "
+                             f"{training_dtype!r}.")
+        self.training_dtype = training_dtype
         self.store = None
         self.built = True
 
@@ -112,7 +120,7 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
     def margins(self, x, reference=None, training=False, index=None, global_sigmas=None):
         """The bound pass of ``bound`` at the current epsilon (``Margins``)."""
         x = self.network.check_input(x)
-        epsilon = tf.convert_to_tensor(self.state.epsilon)
+        epsilon = tf.cast(self.state.epsilon, self.training_dtype if training else "float32")
         if global_sigmas is None:
             global_sigmas = self.global_norms.norms(
                 self.hidden_seams(), self.power_iterations if training else 0)
@@ -141,7 +149,8 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
                 "eval_iterations": self.eval_iterations, "eval_tol": self.eval_tol,
                 "worst_logit_steps": self.worst_logit_steps,
                 "local_layers": list(self.local_layers), "lam_sparse": self.lam_sparse,
-                "lam_theta": self.lam_theta, "seed": self.seed}
+                "lam_theta": self.lam_theta, "seed": self.seed,
+                "training_dtype": self.training_dtype}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
