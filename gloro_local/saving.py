@@ -7,11 +7,14 @@ from gloro_local import bounds, layers, models, training
 
 
 def custom_objects():
-    """Every serializable gloro_local class by bare name (the .h5 loader needs them)."""
-    classes = [layers.Dense, layers.Conv2D, layers.Flatten, layers.ReLU, layers.ReLUTheta,
-               layers.MaxMin, layers.ClippedMaxMin, bounds.GlobalNorms, models.ModelState,
-               models.LocalGloroNet, training.GloroCrossEntropy, training.Trades,
-               training.BCPLoss]
+    """The serializable gloro_local classes by bare name (the .h5 loader needs them).
+
+    Dense, Conv2D, Flatten and ReLU are left out: their files name them
+    'gloro_local>Dense' etc. (found through the registry), while a bare 'Dense' or 'ReLU'
+    is a plain Keras layer and must stay one."""
+    classes = [layers.ReLUTheta, layers.MaxMin, layers.ClippedMaxMin, bounds.GlobalNorms,
+               models.ModelState, models.LocalGloroNet, training.GloroCrossEntropy,
+               training.Trades, training.BCPLoss]
     return {cls.__name__: cls for cls in classes}
 
 

@@ -25,6 +25,11 @@ class TrainingSteps:
         self.robust_metrics = RobustMetrics()
         self.loss_mean = keras.metrics.Mean(name="loss")
         super().compile(optimizer=optimizer, loss=self.robust_loss, **kwargs)
+        if self.optimizer is not None and not self.optimizer.built:
+            # built now, on every trainable variable: the .h5 loader would build it on
+            # model._trainable_variables (the model's own, none) and lose its state
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config):
         """Restores the compiled loss and optimizer of a saved model."""
@@ -40,10 +45,11 @@ class TrainingSteps:
 
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` that also converges the global norms at every epoch end
-        (``ConvergeGlobalNorms`` is added unless one is given)."""
+        (``ConvergeGlobalNorms`` is added unless one is given). It goes first in the
+        callback list, so checkpoints saved at an epoch's end hold converged norms."""
         callbacks = list(callbacks or [])
         if not any(isinstance(c, ConvergeGlobalNorms) for c in callbacks):
-            callbacks.append(ConvergeGlobalNorms())
+            callbacks.insert(0, ConvergeGlobalNorms())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def attach_store(self, num_samples, seed=0):
@@ -53,6 +59,7 @@ class TrainingSteps:
         shapes = [shape if k in self.local_layers else None
                   for k, (_, shape) in enumerate(self.network.hidden_layers())]
         self.store = IterateStore(num_samples, shapes, seed=seed)
+        self.train_function = None  # a traced train step holds the previous tables
         return self.store
 
     def split_index(self, x):
@@ -67,37 +74,41 @@ class TrainingSteps:
     def _step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, index = self.split_index(x)
-        if training and self.store is not None and self.bound == "local":
+        use_store = training and self.store is not None and self.bound == "local"
+        if use_store:
             if index is None:
                 raise ValueError(
                     "This model keeps per-sample power-iteration vectors (attach_store), so "
                     "the dataset must yield ((x, index), y); use "
                     "gloro_local.data.load(..., with_index=True).")
             index = self.store.check_index(index)
+        else:
+            index = None  # only the local bound's power iterations use stored vectors
         labels = class_ids(y, self.num_classes)
         reference = labels if self.robust_loss.reference == "label" else None
         with tf.GradientTape() as tape:
-            result = self.margins(x, reference, training=training,
-                                  index=index if training else None)
+            result = self.margins(x, reference, training=training, index=index)
             y_pred = tf.concat([result.logits, result.bottom[:, None], result.worst], -1)
             loss = self.compute_loss(x=x, y=labels, y_pred=y_pred,
                                      sample_weight=sample_weight, training=training)
-            if self.lam_sparse:
-                sparsity = tf.add_n([a.seam.sparsity(a.lo, a.hi, self.lam_theta)
+            if self.lam_sparse and result.propagation.activations:
+                sparsity = tf.add_n([tf.cast(a.seam.sparsity(a.lo, a.hi, self.lam_theta),
+                                             loss.dtype)
                                      for a in result.propagation.activations])
                 loss = loss + self.lam_sparse * sparsity / _replicas()
             scaled = self.optimizer.scale_loss(loss) if training else loss
         if training:
             weights = self.trainable_weights
             self.optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
-            if self.store is not None and index is not None:
+            if use_store:
                 self.store.scatter(index, [None if p is None else p.u for p in result.power])
         self._update_metrics(loss, labels, result)
         return {m.name: m.result() for m in self.metrics}
 
     def _update_metrics(self, loss, labels, result):
         self.loss_mean.update_state(loss * _replicas())
-        varying = [tf.reduce_mean(a.varying, axis=tf.range(1, tf.rank(a.varying)))
+        varying = [tf.reduce_mean(tf.cast(a.varying, tf.float32),
+                                  axis=tf.range(1, tf.rank(a.varying)))
                    for a in result.propagation.activations if a.varying is not None]
         fraction = (tf.add_n(varying) / len(varying) if varying
                     else tf.ones_like(result.lipschitz))

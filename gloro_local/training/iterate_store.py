@@ -44,11 +44,13 @@ class IterateStore:
 
     def check_index(self, index):
         index = tf.reshape(tf.cast(index, tf.int64), [-1])
-        tf.debugging.assert_non_negative(index, message="sample index must be >= 0")
-        tf.debugging.assert_less(index, tf.constant(self.num_samples, tf.int64),
-                                 message=f"sample index must be < {self.num_samples} "
-                                         "(the store's num_samples)")
-        return index
+        checks = [tf.debugging.assert_non_negative(index, message="sample index must be >= 0"),
+                  tf.debugging.assert_less(index, tf.constant(self.num_samples, tf.int64),
+                                           message=f"sample index must be < {self.num_samples} "
+                                                   "(the store's num_samples)")]
+        # in a graph, the checks must run before the gather that uses the index
+        with tf.control_dependencies([c for c in checks if c is not None]):
+            return tf.identity(index)
 
     def gather(self, index):
         return [None if table is None else tf.cast(tf.gather(table, index), tf.float32)
@@ -62,4 +64,5 @@ class IterateStore:
                        for v in vectors]
         for table, values in zip(self.tables, vectors):
             if table is not None:
-                table.scatter_nd_update(index[:, None], tf.cast(values, table.dtype))
+                # scatter_update: a MirroredVariable has no scatter_nd_update
+                table.scatter_update(tf.IndexedSlices(tf.cast(values, table.dtype), index))
