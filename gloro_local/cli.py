@@ -26,6 +26,7 @@ HELP = {
     "lr_constant_epochs": "epochs at the initial learning rate before the decay",
     "lam_sparse": "weight of the sparsity hinge", "lam_theta": "weight of its theta term",
     "store": "keep per-sample power-iteration vectors across epochs",
+    "training_dtype": "float32 | bfloat16 (training-time bounds only; faster on AMX CPUs)",
     "strategy": "none | mirrored", "output_dir": "where models and reports go",
     "limit_train": "use only this many training examples",
     "limit_test": "evaluate only this many test examples",

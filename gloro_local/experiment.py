@@ -45,6 +45,7 @@ class Config:
     lr_constant_epochs: int = 0
     lam_sparse: float = 0.0
     lam_theta: float = 0.0
+    training_dtype: str = "float32"
     store: bool = True
     strategy: str = "none"
     output_dir: str = "outputs"
@@ -78,7 +79,8 @@ def build_model(config, input_shape, num_classes):
                           power_iterations=config.power_iterations,
                           worst_logit_steps=config.worst_logit_steps,
                           local_layers=config.local_layers, lam_sparse=config.lam_sparse,
-                          lam_theta=config.lam_theta, seed=config.seed)
+                          lam_theta=config.lam_theta, seed=config.seed,
+                          training_dtype=config.training_dtype)
     lam = config.lam if config.lam_start is None else config.lam_start
     model.compile(keras.optimizers.Adam(config.lr), loss=get_loss(config.loss, lam=lam))
     return model
