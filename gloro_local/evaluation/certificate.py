@@ -17,8 +17,9 @@ class Certificate:
     'local' (certified by that bound), 'attacked' (PGD found a counterexample),
     'not converged' (the local power iteration did not reach the tolerance), 'tie' (the
     top logit is not unique), 'wrong class' (prediction != label), 'bound too loose'.
-    margin (B,): z_j - bottom of the bound that decided (nan when no bound was computed).
-    lipschitz (B,): the hidden layers' Lipschitz product used (nan when none was).
+    bound (B,): the last bound computed for the sample, 'global', 'local' or 'none'.
+    margin (B,): z_j - bottom of that bound (nan when none was computed).
+    lipschitz (B,): the hidden layers' Lipschitz product of that bound (nan when none).
     global_lipschitz (B,): the product of the converged global norms.
     iterations (B, local layers): local power-iteration steps (0 where not run).
     """
@@ -27,6 +28,7 @@ class Certificate:
     prediction: np.ndarray
     certified: np.ndarray
     reason: np.ndarray
+    bound: np.ndarray
     margin: np.ndarray
     lipschitz: np.ndarray
     global_lipschitz: np.ndarray
@@ -37,5 +39,6 @@ class Certificate:
         return dict(Counter(self.reason.tolist()))
 
     def certified_accuracy(self, labels):
+        """Fraction of samples that are certified and correctly classified (VRA)."""
         labels = np.asarray(labels).reshape(-1)
         return float(np.mean(self.certified & (self.prediction == labels)))

@@ -1,0 +1,94 @@
+"""Certification throughput: the full pipeline against the local bound on every sample.
+
+On real MNIST test images (../shared/data/mnist, else the embedded sample), with a small
+model (trained here: 2C2F ReLU-theta, a few epochs on the 5k training subset at eps 0.3;
+or --model PATH), times
+  (a) ``certify(..., cheap_stages=True)``: converged global bound, PGD, then the converged
+      local bound only for the points still open;
+  (b) ``certify(..., cheap_stages=False)``: the converged local bound on every point;
+after one untimed warm-up call each (tracing), and checks that both certify the same
+points. Prints a table, then one line of JSON.
+
+Usage: python benchmarks/bench_certify.py [--limit 1000] [--epsilon 0.3] [--model PATH]
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
+import gloro_local as gl  # noqa: E402
+from gloro_local import LocalGloroNet, architectures  # noqa: E402
+
+MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
+
+def arguments():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=1000, help="test points")
+    parser.add_argument("--epsilon", type=float, default=0.3)
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--model", default=None, help="a saved model instead of training")
+    return parser.parse_args()
+
+
+def train(x, y, epsilon, epochs):
+    keras.utils.set_random_seed(0)
+    order = np.random.default_rng(0).permutation(len(y))  # the 5k subset is sorted by class
+    model = LocalGloroNet(architectures.cnn_2C2F(activation="relu_theta", seed=0), epsilon)
+    model.compile(keras.optimizers.Adam(1e-3), loss="crossentropy")
+    model.fit(x[order], y[order], batch_size=128, epochs=epochs, verbose=0)
+    return model
+
+
+def timed_certify(model, x, y, epsilon, batch_size, cheap):
+    gl.evaluation.certify(model, x[:32], y[:32], epsilon, cheap_stages=cheap,
+                          progress=False)  # warm-up: tracing is not throughput
+    start = time.perf_counter()
+    cert = gl.evaluation.certify(model, x, y, epsilon, cheap_stages=cheap,
+                                 batch_size=batch_size, progress=False)
+    return cert, time.perf_counter() - start
+
+
+def main():
+    args = arguments()
+    data_dir = MNIST_DIR if MNIST_DIR.is_dir() else None
+    start = time.perf_counter()
+    if args.model:
+        model, source = gl.load_model(args.model), args.model
+    else:
+        model = train(*gl.data.load_numpy("mnist", "train", data_dir=data_dir), args.epsilon,
+                      args.epochs)
+        source = f"2C2F relu_theta, {args.epochs} epochs on the MNIST training subset"
+    train_seconds = time.perf_counter() - start
+    x, y = gl.data.load_numpy("mnist", "test", data_dir=data_dir, limit=args.limit)
+    rows = {}
+    for name, cheap in (("full pipeline", True), ("local on every point", False)):
+        cert, seconds = timed_certify(model, x, y, args.epsilon, args.batch_size, cheap)
+        rows[name] = dict(seconds=round(seconds, 2), samples_per_s=round(len(y) / seconds, 2),
+                          vra=cert.certified_accuracy(y), reasons=cert.counts(),
+                          certified=cert.certified)
+    full, every = rows["full pipeline"], rows["local on every point"]
+    same = bool(np.array_equal(full.pop("certified"), every.pop("certified")))
+    print(f"model: {source} ({train_seconds:.0f} s); {len(y)} MNIST test points from "
+          f"{data_dir or 'the embedded sample'}; eps {args.epsilon}")
+    print(f"{'mode':<22}{'seconds':>9}{'samples/s':>11}{'VRA':>8}  reasons")
+    for name, row in rows.items():
+        print(f"{name:<22}{row['seconds']:>9.2f}{row['samples_per_s']:>11.2f}"
+              f"{row['vra']:>8.3f}  {row['reasons']}")
+    print(f"speed-up {every['seconds'] / full['seconds']:.2f}x; same certified points: {same}")
+    print(json.dumps({"points": len(y), "epsilon": args.epsilon, "full_pipeline": full,
+                      "local_every_point": every, "same_certified": same,
+                      "speedup": round(every["seconds"] / full["seconds"], 2)}))
+    if not same:
+        sys.exit("the two modes certified different points")
+
+
+if __name__ == "__main__":
+    main()

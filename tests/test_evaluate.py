@@ -1,0 +1,123 @@
+"""``gl.evaluate`` and ``examples/evaluate.py``: consistent numbers, files, clear errors."""
+import json
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import gloro_local as gl
+from gloro_local import LocalGloroNet
+from gloro_local.layers import Dense, Flatten, ReLU, ReLUTheta
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+DATA_DIR = MNIST if MNIST.is_dir() else None
+SCRIPT = REPO / "examples" / "evaluate.py"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """(model, path): a small dense model trained one epoch at eps 0.3, saved as .keras."""
+    keras.utils.set_random_seed(7)
+    x, y = gl.data.load_numpy("mnist", "train", data_dir=DATA_DIR)
+    order = np.random.default_rng(0).permutation(len(y))[:2500]
+    f = keras.Sequential([keras.Input((28, 28, 1)), Flatten(), Dense(64), ReLUTheta(),
+                          Dense(32), ReLU(), Dense(10)])
+    model = LocalGloroNet(f, epsilon=0.3)
+    model.compile(keras.optimizers.Adam(2e-3), loss="crossentropy")
+    model.fit(x[order], y[order], batch_size=128, epochs=1, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "small.keras"
+    model.save(path)
+    return model, path
+
+
+def test_evaluate_numbers_are_consistent(saved):
+    """On a tf.data pipeline of (x, y) batches; every number within its bounds."""
+    model, _ = saved
+    x, y = gl.data.load_numpy("mnist", "test", data_dir=DATA_DIR, limit=80)
+    dataset = gl.data.load("mnist", "test", batch_size=32, data_dir=DATA_DIR, limit=80)
+    report = gl.evaluate(model, dataset, 0.3, pgd_steps=20, lower_bound_points=8,
+                         batch_size=32, progress=False)
+    s = report.summary
+    assert s["points"] == 80 and s["epsilon"] == pytest.approx(0.3)
+    assert s["clean_accuracy"] == np.mean(np.argmax(model.f(x), 1) == y)
+    assert 1 >= s["clean_accuracy"] > s["pgd_accuracy"] >= s["vra_local"]
+    broken = [gl.attacks.pgd_l2(model.f, x[b:b + 32], y[b:b + 32], 0.3, steps=20, seed=b)[1]
+              for b in range(0, 80, 32)]  # the same attack, batch by batch
+    assert s["pgd_accuracy"] == np.mean(~np.concatenate(broken))
+    assert s["vra_local"] >= s["vra_global"] > 0
+    assert sum(s["reasons"].values()) == 80
+    assert s["vra_local"] == pytest.approx(report.certificate.certified.mean())
+    assert s["mean_local_bound"] <= s["mean_global_bound"]
+    assert np.all(report.local_lipschitz <= report.global_lipschitz * (1 + 1e-6))
+    assert len(s["varying_fraction"]) == 2  # one entry per activation layer
+    assert all(0 <= v <= 1 for v in s["varying_fraction"].values())
+    assert len(s["mean_iterations"]) == report.iterations.shape[1] == 2
+    assert s["lower_bound"]["points"] == 8
+    assert set(s["seconds"]) == {"clean", "pgd", "certify", "global bound", "local bounds",
+                                 "lower bound"}
+    json.dumps(s, allow_nan=False)
+    assert "certified accuracy (global bound alone)" in report.table()
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_prints_report_and_writes_json_and_plots(saved, tmp_path):
+    _, path = saved
+    data = ["--data_dir", DATA_DIR] if DATA_DIR else []
+    result = run_cli(path, "--dataset", "mnist", "--split", "test", "--epsilon", 0.3,
+                     "--limit", 40, "--pgd_steps", 10, "--lower_bound_points", 4,
+                     "--plots", tmp_path / "plots", *data)
+    assert result.returncode == 0, result.stderr
+    for line in ("clean accuracy", "PGD accuracy", "certified accuracy (local",
+                 "certified accuracy (global", "mean local bound", "points not converged",
+                 "seconds: certify"):
+        assert line in result.stdout
+    report = json.loads(Path(str(path) + ".eval.json").read_text())  # next to the model
+    assert report["points"] == 40 and report["dataset"] == "mnist"
+    for name in ("bound_ratio.png", "iterations.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# TensorFlow's C++ runtime writes start-up lines to stderr before any Python code can
+# configure logging ("I0000 00:00:... cudart_stub.cc:31] ..."); they are not ours.
+TF_RUNTIME_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl::)")
+
+
+def cifar_folder(tmp_path):
+    """A data folder with a synthetic CIFAR-10 test batch (python pickle)."""
+    batch = {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 3]}
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump(batch, f)
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", ["missing file", "epsilon 0", "negative epsilon",
+                                  "cifar10 data for an MNIST model", "not a model"])
+def test_cli_bad_input_is_one_line_error(saved, tmp_path, case):
+    _, path = saved
+    if case == "missing file":
+        args = [tmp_path / "nope.keras"]
+    elif case == "epsilon 0":
+        args = [path, "--epsilon", 0]
+    elif case == "negative epsilon":
+        args = [path, "--epsilon=-1"]
+    elif case == "cifar10 data for an MNIST model":
+        args = [path, "--dataset", "cifar10", "--data_dir", cifar_folder(tmp_path)]
+    else:
+        (tmp_path / "junk.keras").write_text("not a model")
+        args = [tmp_path / "junk.keras"]
+    result = run_cli(*args)
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not TF_RUNTIME_LOG.match(line)]
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error:"), result.stderr
