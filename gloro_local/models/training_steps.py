@@ -50,6 +50,9 @@ class TrainingSteps:
         callbacks = list(callbacks or [])
         if not any(isinstance(c, ConvergeGlobalNorms) for c in callbacks):
             callbacks.insert(0, ConvergeGlobalNorms())
+        data = args[0] if args else kwargs.get("x")
+        if isinstance(data, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself; Keras warns
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def attach_store(self, num_samples, seed=0):
