@@ -46,6 +46,8 @@ def parse_args(argv=None):
                    help="test points (the full MNIST test set has 10000; the default is lower "
                         "to fit 2 CPU cores, see docs/results_compare.md)")
     p.add_argument("--pgd_steps", type=int, default=50)
+    p.add_argument("--bound_points", type=int, default=None,
+                   help="points for the mean local bound (default: every test point)")
     p.add_argument("--power_iterations", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--end_lr", type=float, default=None,
@@ -100,7 +102,8 @@ def run_epsilon(args, epsilon, x_test, y_test, input_shape, num_classes):
         model, seconds, logs = train_one(args, bound, epsilon, input_shape, num_classes)
         begin = time.perf_counter()
         report = gl.evaluate(model, (x_test, y_test), epsilon, pgd_steps=args.pgd_steps,
-                             lower_bound_points=0, progress=False, seed=args.seed)
+                             lower_bound_points=0, progress=False, seed=args.seed,
+                             bound_points=args.bound_points)
         s = report.summary
         rows.append(dict(bound=bound, epsilon=epsilon, clean=s["clean_accuracy"],
                          pgd=s["pgd_accuracy"], vra=s["vra_local"],

@@ -24,9 +24,10 @@ class Report:
 
     summary: JSON-ready dict (accuracies, reasons, bound statistics, seconds per stage).
     certificate: the full certification pipeline's ``Certificate``.
-    local_lipschitz (B,): prod_l sigma_l(x), converged on every point;
-    global_lipschitz (B,): prod_l ||W_l||; iterations (B, local layers) power-iteration
-    steps to converge; varying (B, activations) fraction of neurons that may move;
+    local_lipschitz (M,): prod_l sigma_l(x), converged, on the first M = ``bound_points``
+    points; global_lipschitz (B,): prod_l ||W_l||; iterations (M, local layers)
+    power-iteration steps to converge; varying (M, activations) fraction of neurons that
+    may move;
     gap: ``LipschitzGap`` of the first points (None when not computed).
     """
 
@@ -95,7 +96,7 @@ def _batches(n, batch_size, desc, progress):
 
 def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3,
              max_iterations=2000, batch_size=256, lower_bound_points=100,
-             clip=(0.0, 1.0), progress=True, seed=0):
+             clip=(0.0, 1.0), progress=True, seed=0, bound_points=None):
     """Evaluates ``model`` on labelled ``data`` at radius ``epsilon`` (default
     ``model.epsilon``). Stages, each timed:
 
@@ -103,9 +104,9 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3,
     ``restarts``, pixels clipped to ``clip``). certify: ``certify`` (global bound, PGD,
     converged local bound; ``tol``, ``max_iterations``) -> VRA(local). global bound: VRA
     of the box-and-ball bound with converged global norms alone, r = eps prod ||W_l||.
-    local bounds: the converged local bound on every point: prod sigma_l(x), iterations
-    per layer, varying fractions. lower bound: ``lipschitz_gap`` on the first
-    ``lower_bound_points`` points (0 skips it).
+    local bounds: the converged local bound on the first ``bound_points`` points (None:
+    every point): prod sigma_l(x), iterations per layer, varying fractions. lower bound:
+    ``lipschitz_gap`` on the first ``lower_bound_points`` points (0 skips it).
 
     Returns:
         a ``Report``.
@@ -133,8 +134,9 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3,
                             prediction, batch_size, seed, "global bound", progress)["bottom"]
         certified_global = correct & (top2[:, 1] > top2[:, 0]) & (top2[:, 1] > bottom)
     with _timed(seconds, "local bounds"):
-        local = _per_batch(bound_pass(model, "local", tol, max_iterations), x, epsilon,
-                           global_sigmas, prediction, batch_size, seed, "local bounds",
+        m = n if bound_points is None else min(int(bound_points), n)
+        local = _per_batch(bound_pass(model, "local", tol, max_iterations), x[:m], epsilon,
+                           global_sigmas, prediction[:m], batch_size, seed, "local bounds",
                            progress)
     gap = None
     if lower_bound_points:
@@ -150,7 +152,8 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3,
         reasons=certificate.counts(),
         mean_local_bound=float(local["lipschitz"].mean()),
         mean_global_bound=float(global_lipschitz.mean()),
-        median_local_over_global=float(np.median(local["lipschitz"] / global_lipschitz)),
+        median_local_over_global=float(np.median(local["lipschitz"] / global_lipschitz[:m])),
+        bound_points=int(m),
         not_converged=int((~local["converged"]).sum()),
         varying_fraction=dict(zip(_activation_names(model),
                                   local["varying"].mean(0).round(4).tolist())),
