@@ -42,12 +42,12 @@ def parse_args(argv=None):
                         "own (default: 0.3 for 2C2F, none otherwise; 'none' disables)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch_size", type=int, default=128)
-    p.add_argument("--limit_test", type=int, default=1000,
-                   help="test points (the full MNIST test set has 10000; the default is lower "
-                        "to fit 2 CPU cores, see docs/results_compare.md)")
+    p.add_argument("--limit_test", type=int, default=10000,
+                   help="test points (the full MNIST test set has 10000)")
     p.add_argument("--pgd_steps", type=int, default=50)
-    p.add_argument("--bound_points", type=int, default=None,
-                   help="points for the mean local bound (default: every test point)")
+    p.add_argument("--bound_points", type=int, default=1000,
+                   help="points for the mean local bound statistics (certificates always "
+                        "cover every test point)")
     p.add_argument("--power_iterations", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--end_lr", type=float, default=None,
