@@ -1,4 +1,4 @@
-"""Untargeted l2 projected gradient descent (PGD) on a classifier's logits."""
+"""Adversarial attacks: ``pgd_l2``, untargeted l2 projected gradient descent (PGD)."""
 import weakref
 
 import numpy as np

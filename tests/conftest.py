@@ -36,3 +36,9 @@ def sample_ball(rng, count, shape, radius):
     lengths = radius * rng.uniform(size=(count, 1)) ** (1.0 / d)
     lengths[count // 2:] = radius
     return (directions * lengths).reshape((count,) + tuple(shape)).astype(np.float32)
+
+
+def tight_rule():
+    """A stopping rule tight enough for comparisons with exact norms at rtol 1e-4/1e-5."""
+    from gloro_local.bounds import StoppingRule
+    return StoppingRule(max_iterations=10000, tol=1e-6, rtol=1e-6, patience=5)

@@ -13,12 +13,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import gloro_local as gl
 from gloro_local import LocalGloroNet
+from gloro_local.bounds import bound_pass, sound_global_norms
 from gloro_local.evaluation import REASONS, certify, pgd_l2
-from gloro_local.evaluation.passes import bound_pass, converged_global_norms
 from gloro_local.layers import ClippedMaxMin, Conv2D, Dense, Flatten, ReLU, ReLUTheta
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -105,8 +104,8 @@ def test_no_certified_point_is_broken_by_pgd(trained, name):
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_local_vra_at_least_global_and_pgd_accuracy_at_least_vra(trained, name):
     t = trained(name)
-    sigmas = converged_global_norms(t.model, 1e-6)
-    out = bound_pass(t.model, "global")(t.x, tf.constant(EPS), sigmas, t.cert.prediction, 0)
+    sigmas = sound_global_norms(t.model.network)
+    out = bound_pass(t.model.network, "global")(t.x, EPS, sigmas, t.cert.prediction)
     top = np.take_along_axis(out["logits"], t.cert.prediction[:, None], 1)[:, 0]
     by_global = (top > out["bottom"]) & (t.cert.prediction == t.y)
     assert np.all(t.cert.certified[by_global])  # every global certificate is a local one

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import explicit_matrix
+from conftest import explicit_matrix, tight_rule
 from gloro_local.bounds import GlobalNorms, MaskedOperator, power_iteration
 from gloro_local.layers import Conv2D, Dense
 
@@ -50,7 +50,7 @@ def test_masked_sigma_matches_svd_per_sample(name):
     exact = exact_sigmas(layer, input_shape, in_mask, out_mask)
     assert len(set(np.round(exact, 4))) == BATCH  # each sample really has its own masks
     operator = MaskedOperator(layer, input_shape, in_mask, out_mask)
-    result = power_iteration(operator, start(input_shape, 1), 5000, tol=1e-7)
+    result = power_iteration(operator, start(input_shape, 1), tight_rule())
     assert np.all(result.converged)
     np.testing.assert_allclose(result.sigma, exact, rtol=1e-4)
     u = np.asarray(result.u)
@@ -81,7 +81,7 @@ def test_start_on_masked_out_inputs_restarts(name):
     dead_start = (1.0 - in_mask) * np.abs(start(input_shape, 4))
     first = power_iteration(operator, dead_start, 1)
     assert np.all(np.asarray(first.sigma) > 0.0)
-    result = power_iteration(operator, dead_start, 5000, tol=1e-7)
+    result = power_iteration(operator, dead_start, tight_rule())
     np.testing.assert_allclose(result.sigma, exact, rtol=1e-4)
 
 
@@ -98,7 +98,7 @@ def test_global_norms_converge_to_svd_and_warm_start():
     norms = GlobalNorms(shapes)
     exact = [np.linalg.svd(explicit_matrix(layer.linear, shape), compute_uv=False)[0]
              for layer, shape in zip(layers, shapes)]
-    sigmas, converged = norms.converge(layers, tol=1e-7, max_iterations=5000)
+    sigmas, converged = norms.converge(layers, tight_rule())
     assert all(converged)
     np.testing.assert_allclose(sigmas, exact, rtol=1e-4)
     for _ in range(3):

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import tight_rule
 import gloro_local as gl
 from gloro_local import LocalGloroNet
 from gloro_local.layers import Conv2D, Dense, Flatten, ReLU, ReLUTheta
@@ -83,10 +84,11 @@ def test_local_bound_at_most_global_on_trained_model():
     assert np.all(bounds["sigmas"] <= bounds["global_sigmas"] * (1 + RTOL))
     np.testing.assert_allclose(bounds["local"], np.prod(bounds["sigmas"], axis=1), rtol=RTOL)
     np.testing.assert_allclose(bounds["global"], np.prod(bounds["global_sigmas"]), rtol=RTOL)
-    # the converged global norms are the kernels' spectral norms
+    # the certificate's global norms are the kernels' spectral norms plus the margin
     kernels, _ = hidden_kernels(model.f)
-    svd = [np.linalg.svd(k, compute_uv=False)[0] for k in kernels]
-    np.testing.assert_allclose(bounds["global_sigmas"], svd, rtol=1e-5)
+    svd = np.array([np.linalg.svd(k, compute_uv=False)[0] for k in kernels])
+    assert np.all(bounds["global_sigmas"] >= svd)
+    np.testing.assert_allclose(bounds["global_sigmas"], svd, rtol=2e-5)
     # masking pays on a trained model: some samples are strictly tighter
     assert np.mean(bounds["local"] < 0.99 * bounds["global"]) > 0.5
     assert np.all((bounds["varying"] >= 0) & (bounds["varying"] <= 1))
@@ -106,8 +108,9 @@ def worked_example():
 def test_worked_example_through_lipschitz_bounds():
     model, x = worked_example()
     bounds = model.lipschitz_bounds(x, converge=True)
-    np.testing.assert_allclose(bounds["global_sigmas"], [3.0, 3.0], rtol=RTOL)
-    np.testing.assert_allclose(bounds["global"], [9.0], rtol=RTOL)
+    assert np.all(bounds["global_sigmas"] >= 3.0) and bounds["global"][0] >= 9.0
+    np.testing.assert_allclose(bounds["global_sigmas"], [3.0, 3.0], rtol=2e-5)
+    np.testing.assert_allclose(bounds["global"], [9.0], rtol=4e-5)
     np.testing.assert_allclose(bounds["sigmas"], [[1.0, 1.0]], rtol=RTOL)
     np.testing.assert_allclose(bounds["local"], [1.0], rtol=RTOL)
     np.testing.assert_allclose(bounds["varying"], [[1 / 3, 1 / 3]], rtol=RTOL)
@@ -119,7 +122,7 @@ def test_worked_example_radius_in_bottom_logit():
     model, x = worked_example()
     f = model.f
     gloro = LocalGloroNet(f, 0.1, bound="gloro")
-    gloro.global_norms.converge(gloro.hidden_seams(), tol=1e-7)
+    gloro.global_norms.converge(gloro.hidden_seams(), tight_rule())
     z, bottom = np.split(gloro(x).numpy(), [2], axis=-1)
     w = f.layers[-1].kernel.numpy()
     j = int(np.argmax(z[0]))
@@ -131,7 +134,7 @@ def test_worked_example_radius_in_bottom_logit():
 def test_gloro_bottom_logit_by_hand(eps):
     f = dense_net((5, 12, 9, 4), activation=ReLU, seed=3)
     model = LocalGloroNet(f, eps, bound="gloro")
-    model.global_norms.converge(model.hidden_seams(), tol=1e-7)
+    model.global_norms.converge(model.hidden_seams(), tight_rule())
     x = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
     out = model(x).numpy()
     z = numpy_forward(f, x)
@@ -180,7 +183,7 @@ def test_local_bottom_at_most_global_at_most_gloro():
     bottoms = {}
     for bound in ("local", "global", "gloro"):
         model = LocalGloroNet(f, 0.2, bound=bound)
-        model.global_norms.converge(model.hidden_seams(), tol=1e-7)
+        model.global_norms.converge(model.hidden_seams(), tight_rule())
         out = model(x).numpy()
         bottoms[bound] = out[:, -1]
         logits = out[:, :-1]
@@ -242,7 +245,7 @@ def test_plain_keras_layers_match_library_layers():
     x = np.random.default_rng(3).normal(size=(12, 6)).astype(np.float32)
     ours, theirs = LocalGloroNet(f, 0.3), LocalGloroNet(plain, 0.3)
     for model in (ours, theirs):
-        model.global_norms.converge(model.hidden_seams(), tol=1e-7)
+        model.global_norms.converge(model.hidden_seams(), tight_rule())
     np.testing.assert_allclose(theirs(x).numpy(), ours(x).numpy(), rtol=1e-5, atol=1e-6)
     a, b = ours.lipschitz_bounds(x), theirs.lipschitz_bounds(x)
     for key in ("local", "global", "sigmas", "varying"):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import tight_rule
 import gloro_local as gl
 from gloro_local import LocalGloroNet
 from gloro_local.layers import Dense, Flatten, ReLUTheta
@@ -153,7 +154,7 @@ def test_loss_values_match_formulas(name, loss, small_data):
     model.compile(loss=loss)
     if not isinstance(loss, str):
         assert model.robust_loss is loss
-    model.global_norms.converge(model.hidden_seams(), tol=1e-7)
+    model.global_norms.converge(model.hidden_seams(), tight_rule())
     lam = float(model.robust_loss.lam.numpy())
     expected = expected_loss(name, lam, model, x, y).mean()
     metrics = model.evaluate(x, y, batch_size=48, verbose=0, return_dict=True)

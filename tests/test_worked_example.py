@@ -13,6 +13,7 @@ local Lipschitz 1 against global 9.
 import keras
 import numpy as np
 
+from conftest import tight_rule
 from gloro_local.bounds import (GlobalNorms, MaskedOperator, SeamNetwork, check_epsilon,
                                 local_norms, power_iteration, propagate, random_start)
 from gloro_local.layers import Dense, ReLUTheta
@@ -34,7 +35,7 @@ def test_global_norms_are_three():
     f, network = example()
     assert network.hidden == [0, 2]
     seams, shapes = zip(*network.hidden_layers())
-    sigmas, converged = GlobalNorms(shapes).converge(seams, tol=1e-7)
+    sigmas, converged = GlobalNorms(shapes).converge(seams, tight_rule())
     assert all(converged)
     np.testing.assert_allclose(sigmas, [3.0, 3.0], rtol=1e-5)
 
@@ -64,11 +65,11 @@ def test_masked_norms_are_one():
     f, network = example()
     prop = propagate(network, X, check_epsilon(0.1), [3.0, 3.0])
     starts = [random_start(shape, 1) for _, shape in network.hidden_layers()]
-    results = local_norms(network, prop, starts, 1000, tol=1e-7)
+    results = local_norms(network, prop, starts, tight_rule())
     for result in results:
         assert bool(result.converged[0])
         np.testing.assert_allclose(result.sigma, [1.0], rtol=1e-5)
     # the unmasked operator of the same layer still has norm 3
     seam, shape = network.hidden_layers()[1]
-    unmasked = power_iteration(MaskedOperator(seam, shape), starts[1], 1000, tol=1e-7)
+    unmasked = power_iteration(MaskedOperator(seam, shape), starts[1], tight_rule())
     np.testing.assert_allclose(unmasked.sigma, [3.0], rtol=1e-5)

@@ -1,8 +1,8 @@
-"""Warm-started global spectral norms of every hidden linear layer."""
+"""Warm-started global spectral norms of every hidden linear layer (training)."""
 import keras
 import tensorflow as tf
 
-from gloro_local.bounds.power_iteration import MaskedOperator, power_iteration
+from gloro_local.bounds.power_iteration import MaskedOperator, StoppingRule, power_iteration
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")
@@ -11,10 +11,12 @@ class GlobalNorms(keras.layers.Layer):
 
     ``norms(seams, iterations)`` runs ``iterations`` steps u <- A^T A u / ||A^T A u|| from
     the stored vectors (warm start), stores the result and returns sigma_l = ||A u||
-    (differentiable in the weights). ``converge(seams, tol, max_iterations)`` iterates
-    until ||u_t+1 - u_t|| <= tol. sigma_l never exceeds ||A_l||_2 and reaches it at
-    convergence. The vectors are non-trainable Keras variables, saved with the model and
-    aggregated from the first replica under a distribution strategy.
+    (differentiable in the weights). ``converge(seams, rule)`` iterates until the
+    ``StoppingRule`` holds. sigma_l never exceeds ||A_l||_2 and approaches it as the
+    iteration converges, but it is an estimate: training and monitoring use it, while
+    certificates use the sound bounds of ``sound_norms``. The vectors are non-trainable
+    Keras variables, saved with the model and aggregated from the first replica under a
+    distribution strategy.
 
     Args:
         input_shapes: per-sample input shape of each hidden linear layer.
@@ -31,11 +33,12 @@ class GlobalNorms(keras.layers.Layer):
                             trainable=False, aggregation="only_first_replica")
             for k, shape in enumerate(self.input_shapes)]
 
-    def _run(self, seams, iterations, tol):
+    def _run(self, seams, budget):
         results = []
         for seam, shape, iterate in zip(seams, self.input_shapes, self.iterates):
-            result = power_iteration(MaskedOperator(seam, shape), iterate, iterations, tol)
-            if iterations:
+            result = power_iteration(MaskedOperator(seam, shape),
+                                     tf.cast(iterate, tf.float32), budget)
+            if budget:
                 iterate.assign(tf.cast(result.u, iterate.dtype))
             results.append(result)
         return results
@@ -43,18 +46,18 @@ class GlobalNorms(keras.layers.Layer):
     def norms(self, seams, iterations=1):
         """Warm-started sigma_l for each layer after ``iterations`` steps (list of scalars);
         with ``iterations=0`` the stored vectors are used as they are and not written."""
-        return [tf.squeeze(r.sigma, 0) for r in self._run(seams, iterations, None)]
+        return [tf.squeeze(r.sigma, 0) for r in self._run(seams, iterations)]
 
-    def converge(self, seams, tol=1e-6, max_iterations=10000):
-        """Iterates every layer to ||u_t+1 - u_t|| <= tol; returns (sigmas, converged).
-        The loop runs as one traced function (30x faster than eagerly)."""
+    def converge(self, seams, rule=StoppingRule(max_iterations=10000, tol=1e-4, rtol=1e-6)):
+        """Iterates every layer until ``rule`` holds; returns (sigmas, converged), lists of
+        Python floats and bools. The loop runs as one traced function."""
         @tf.function
         def run():
             return [(tf.squeeze(r.sigma, 0), tf.squeeze(r.converged, 0))
-                    for r in self._run(seams, max_iterations, tol)]
+                    for r in self._run(seams, rule.check())]
 
         results = run()
-        return [sigma for sigma, _ in results], [bool(done) for _, done in results]
+        return [float(sigma) for sigma, _ in results], [bool(done) for _, done in results]
 
     def get_config(self):
         return {**super().get_config(), "input_shapes": [list(s) for s in self.input_shapes],

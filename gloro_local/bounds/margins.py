@@ -4,10 +4,10 @@ from typing import List, NamedTuple, Optional
 import tensorflow as tf
 
 from gloro_local.bounds.local_norms import local_norms
-from gloro_local.layers import BoundState
 from gloro_local.bounds.power_iteration import PowerIterationResult
 from gloro_local.bounds.propagation import Propagation, forward, propagate
 from gloro_local.bounds.worst_logits import bottom_logit, pair_directions, worst_offsets
+from gloro_local.layers import BoundState
 
 BOUNDS = ("local", "global", "gloro")
 
@@ -44,8 +44,32 @@ def _product(factors, batch, dtype):
     return total
 
 
+def _fully_varying(mask, batch):
+    """(B,) True where ``mask`` keeps every neuron (None keeps all)."""
+    if mask is None:
+        return tf.ones([batch], tf.bool)
+    return tf.reduce_min(mask, axis=tf.range(1, tf.rank(mask))) > 0.0
+
+
+def capped_sigmas(power, global_per_sample, propagation, batch):
+    """The norms a certificate may use, per hidden layer: the global bound where the
+    layer's power iteration did not converge or where no neuron of the layer is masked
+    (the operator is then A itself), else min(estimate, global bound)."""
+    sigmas = []
+    for p, g, in_mask, out_mask in zip(power, global_per_sample, propagation.in_masks,
+                                       propagation.out_masks):
+        if p is None:
+            sigmas.append(g)
+            continue
+        unmasked = tf.logical_and(_fully_varying(in_mask, batch),
+                                  _fully_varying(out_mask, batch))
+        use_global = tf.logical_or(unmasked, tf.logical_not(p.converged))
+        sigmas.append(tf.where(use_global, g, tf.minimum(tf.cast(p.sigma, g.dtype), g)))
+    return sigmas
+
+
 def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts,
-                    iterations, tol=None, worst_steps=None, fallback_to_global=False):
+                    budget, worst_steps=None, capped=False):
     """Propagates bounds and returns the worst-case logits of ``bound``.
 
     'local': r = eps * prod_l sigma_l(x) with masked per-sample norms (layers whose start
@@ -58,14 +82,15 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
         network: ``SeamNetwork``. x: inputs. epsilon: validated scalar tensor; its dtype
             is the dtype of the propagation and power iteration (float32, or bfloat16
             for faster training); the logit layer and the worst case run in float32.
-        global_sigmas: the global norm of every hidden layer (scalars).
+        global_sigmas: an upper bound (certification: sound) or an estimate (training)
+            of the global norm of every hidden layer (scalars).
         reference: (B,) class j each sample is compared with (the label), or None for
             the predicted class argmax z.
         starts: per hidden layer, power-iteration start vectors or None ('local' only).
-        iterations, tol: power-iteration budget and per-sample tolerance.
+        budget: power-iteration steps (training) or a ``StoppingRule``.
         worst_steps: clipping steps of the worst-logit iteration (None: exact).
-        fallback_to_global: use the global norm for samples whose local iteration did not
-            converge to ``tol`` (a sound stand-in), and never a local norm above it.
+        capped: use ``capped_sigmas`` (inference and certification) rather than the raw,
+            differentiable estimates (training).
     """
     propagation = (forward if bound == "gloro" else propagate)(network, x, epsilon,
                                                                global_sigmas)
@@ -73,21 +98,20 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
     batch = tf.shape(pen.centre)[0]
     dtype = pen.centre.dtype
     epsilon = tf.cast(epsilon, dtype)
-    global_per_sample = [tf.fill([batch], s) for s in global_sigmas]
+    global_per_sample = [tf.fill([batch], tf.cast(s, dtype)) for s in global_sigmas]
     global_lipschitz = _product(global_per_sample, batch, dtype)
     power = [None] * len(global_sigmas)
     sigmas = global_per_sample
     if bound == "local":
-        power = local_norms(network, propagation, starts, iterations, tol)
-        sigmas = [g if p is None else (tf.where(p.converged, tf.minimum(p.sigma, g), g)
-                                       if fallback_to_global else p.sigma)
-                  for p, g in zip(power, global_per_sample)]
+        power = local_norms(network, propagation, starts, budget)
+        sigmas = (capped_sigmas(power, global_per_sample, propagation, batch) if capped
+                  else [g if p is None else p.sigma for p, g in zip(power, global_per_sample)])
     lipschitz = _product(sigmas, batch, dtype)
     logit_layer = network.logit_layer
     logits = logit_layer.affine(pen.centre)
     if reference is None:
         reference = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    directions = pair_directions(logit_layer.kernel, reference)
+    directions = pair_directions(tf.cast(logit_layer.kernel, dtype), reference)
     radius = epsilon * lipschitz
     if bound == "gloro":
         offsets = radius[:, None] * tf.norm(directions, axis=-1)

@@ -1,14 +1,16 @@
 """A Keras layer list seen through the seam: which layers are linear, their shapes."""
 import tensorflow as tf
 
-from gloro_local.layers import ActivationSeam, LinearSeam, ShapeSeam, as_seam
+from gloro_local.layers import LinearSeam, as_seam
+from gloro_local.layers.dense import DenseSeam
 
 
 class SeamNetwork:
     """The layers of ``f`` as seam objects, with the input shape of every layer.
 
-    The last layer must be linear (the logit layer). ``hidden`` lists the indices of the
-    other linear layers, whose spectral norms enter the Lipschitz product.
+    The last layer must be a Dense logit layer with at least two units on flat features
+    (the worst-case logits compare pairs of its rows). ``hidden`` lists the indices of
+    the other linear layers, whose spectral norms enter the Lipschitz product.
 
     Args:
         layers: the Keras layers, in order (e.g. ``f.layers`` of a Sequential).
@@ -20,10 +22,6 @@ class SeamNetwork:
             raise ValueError("The network has no layers.")
         self.layers = list(layers)
         self.seams = [as_seam(layer) for layer in self.layers]
-        if not isinstance(self.seams[-1], LinearSeam):
-            raise ValueError(
-                f"The last layer must be a Dense logit layer, got "
-                f"{type(self.layers[-1]).__name__} ({self.layers[-1].name!r}).")
         self.input_shape = tuple(input_shape)
         self.input_shapes = []
         shape = (None,) + self.input_shape
@@ -31,8 +29,24 @@ class SeamNetwork:
             self.input_shapes.append(tuple(shape[1:]))
             shape = tuple(layer.compute_output_shape(shape))
         self.output_shape = tuple(shape[1:])
+        self._check_logit_layer()
         self.hidden = [i for i, seam in enumerate(self.seams[:-1])
                        if isinstance(seam, LinearSeam)]
+        self.compiled = {}
+
+    def _check_logit_layer(self):
+        last = self.layers[-1]
+        described = f"{type(last).__name__} ({last.name!r})"
+        if not isinstance(self.seams[-1], DenseSeam):
+            raise ValueError("The last layer must be a Dense logit layer. Received: "
+                             f"{described}.")
+        if len(self.input_shapes[-1]) != 1:
+            raise ValueError(
+                "The Dense logit layer needs flat features (add a Flatten layer before "
+                f"it). Received: input shape {self.input_shapes[-1]} for {described}.")
+        if self.output_shape[-1] < 2:
+            raise ValueError("The logit layer needs at least 2 classes to compare. "
+                             f"Received: {self.output_shape[-1]} unit(s) in {described}.")
 
     @property
     def num_classes(self):
@@ -42,15 +56,19 @@ class SeamNetwork:
     def logit_layer(self):
         return self.seams[-1]
 
+    def features(self, x):
+        """The clean pass through every layer but the logit layer, in the dtype of x."""
+        for seam in self.seams[:-1]:
+            x = seam.affine(x) if isinstance(seam, LinearSeam) else seam.call(x)
+        return x
+
+    def logits(self, x):
+        """The clean logits, computed through the seams in the dtype of ``x``."""
+        return self.logit_layer.affine(self.features(x))
+
     def hidden_layers(self):
         """(seam, input_shape) for every hidden linear layer, in order."""
         return [(self.seams[i], self.input_shapes[i]) for i in self.hidden]
-
-    def activations(self):
-        return [seam for seam in self.seams if isinstance(seam, ActivationSeam)]
-
-    def is_shape(self, index):
-        return isinstance(self.seams[index], ShapeSeam)
 
     def check_input(self, x):
         """Raises ValueError when ``x`` is not a batch of inputs of the network's shape."""

@@ -1,13 +1,48 @@
-"""Power iteration for the spectral norm of a (masked) linear operator, per sample."""
+"""The one power-iteration engine: spectral norms of (masked) linear operators, per sample.
+
+Training runs a fixed number of steps (warm-started from stored vectors); the epoch-end
+convergence of the global vectors, ``lipschitz_bounds`` and certification run the same
+loop until a ``StoppingRule`` holds for each sample.
+"""
 from typing import NamedTuple
 
 import tensorflow as tf
 
+FALLBACK_SEED = (7919, 104729)
+
+
+class StoppingRule(NamedTuple):
+    """When a sample's power iteration has converged.
+
+    A step from u_t computes sigma_t = ||M_out A M_in u_t|| and u_t+1. The step is
+    *settled* when ||u_t+1 - u_t|| <= ``tol`` and |sigma_t - sigma_t-1| <= ``rtol`` *
+    sigma_t; the sample has converged after ``patience`` settled steps in a row (one
+    small step can be a plateau on the way from a lower singular value). The loop stops
+    for every sample after ``max_iterations`` steps; a sample that had not converged then
+    is reported as such.
+    """
+
+    max_iterations: int = 2000
+    tol: float = 1e-3
+    rtol: float = 1e-5
+    patience: int = 5
+
+    def check(self):
+        """Raises ValueError for a rule that could never stop or never start."""
+        if int(self.max_iterations) < 1:
+            raise ValueError(f"max_iterations must be >= 1. Received: {self.max_iterations}")
+        if not self.tol > 0 or not self.rtol > 0:
+            raise ValueError(f"tol and rtol must be > 0. Received: tol={self.tol}, "
+                             f"rtol={self.rtol}")
+        if int(self.patience) < 1:
+            raise ValueError(f"patience must be >= 1. Received: {self.patience}")
+        return self
+
 
 class PowerIterationResult(NamedTuple):
-    """sigma: (B,) estimates ||M_out A M_in u|| with unit u (never above the true norm);
-    u: (B, ...) final unit input vectors; iterations: (B,) int32 steps taken by each sample;
-    converged: (B,) bool, ||u_t+1 - u_t|| <= tol at the last step taken."""
+    """sigma: (B,) ||M_out A M_in u|| with unit u (never above the true norm); u: (B, ...)
+    final unit input vectors; iterations: (B,) int32 steps taken by each sample;
+    converged: (B,) bool, the sample met the ``StoppingRule`` (False with a fixed budget)."""
 
     sigma: tf.Tensor
     u: tf.Tensor
@@ -15,7 +50,8 @@ class PowerIterationResult(NamedTuple):
     converged: tf.Tensor
 
 
-def _norm(x):
+def norms(x):
+    """||x|| per sample: (B,)."""
     return tf.sqrt(tf.reduce_sum(tf.square(x), axis=tf.range(1, tf.rank(x))))
 
 
@@ -26,12 +62,19 @@ def _broadcast(values, like):
 
 def normalize(x):
     """x / ||x|| per sample; a sample whose norm is exactly 0 stays 0."""
-    norm = _broadcast(_norm(x), x)
+    norm = _broadcast(norms(x), x)
     return x / tf.where(norm > 0.0, norm, tf.ones_like(norm))
 
 
 def _masked(x, mask):
     return x if mask is None else x * mask
+
+
+def fixed_start(input_shape, batch, seed, dtype=tf.float32):
+    """One standard normal vector of ``input_shape`` drawn from ``seed`` (a pair), repeated
+    for every sample: a sample's start never depends on the batch it sits in."""
+    vector = tf.random.stateless_normal(tuple(input_shape), seed=seed, dtype=dtype)
+    return tf.tile(vector[None], tf.concat([[batch], tf.ones(len(input_shape), tf.int32)], 0))
 
 
 class MaskedOperator:
@@ -57,19 +100,21 @@ class MaskedOperator:
                                                   self.input_shape), self.in_mask)
 
     def step(self, u):
-        """u <- M_in A^T M_out A u / ||.|| for u with u = M_in u (as ``start`` returns);
-        masks already applied are not applied again."""
+        """(u', sigma) with sigma = ||M_out A u|| and u' = M_in A^T M_out A u / ||.||, for u
+        with u = M_in u (as ``start`` returns); masks already applied are not applied
+        again."""
         v = _masked(self.seam.linear(u), self.out_mask)
-        return normalize(_masked(self.seam.linear_transpose(v, self.input_shape),
-                                 self.in_mask))
+        return (normalize(_masked(self.seam.linear_transpose(v, self.input_shape),
+                                  self.in_mask)), norms(v))
 
     def start(self, u):
         """Masks ``u`` and normalises it; a sample whose masked vector vanished (a warm
-        start supported only on neurons that became constant) restarts from a random
-        vector, so that it cannot report sigma = 0 for a non-zero operator."""
+        start supported only on neurons that became constant) restarts from a fixed
+        seeded vector, so that it cannot report sigma = 0 for a non-zero operator."""
         u = _masked(u, self.in_mask)
-        fresh = _masked(tf.random.normal(tf.shape(u), dtype=u.dtype), self.in_mask)
-        empty = _broadcast(_norm(u) == 0.0, u)
+        fresh = _masked(fixed_start(self.input_shape, tf.shape(u)[0], FALLBACK_SEED,
+                                    u.dtype), self.in_mask)
+        empty = _broadcast(norms(u) == 0.0, u)
         return normalize(tf.where(empty, fresh, u))
 
     def sigma(self, u):
@@ -78,41 +123,47 @@ class MaskedOperator:
         u = tf.cast(tf.stop_gradient(u), tf.float32)
         in_mask, out_mask = (None if m is None else tf.cast(m, tf.float32)
                              for m in (self.in_mask, self.out_mask))
-        return _norm(_masked(self.seam.linear(_masked(u, in_mask)), out_mask))
+        return norms(_masked(self.seam.linear(_masked(u, in_mask)), out_mask))
 
 
-def power_iteration(operator, u, iterations, tol=None):
+def power_iteration(operator, u, budget):
     """Runs power iteration on ``operator`` from start vectors ``u`` (B, ...).
 
-    With ``tol`` None, exactly ``iterations`` steps run for every sample. With a tolerance,
-    each sample stops (its vector is frozen) once ||u_t+1 - u_t|| <= tol, and the loop ends
-    when every sample stopped or after ``iterations`` steps; ``converged`` says which
-    samples met the tolerance. Iterations carry no gradient; only the final
-    sigma = ||M_out A M_in u|| does (as GloRo does for its global bound).
+    ``budget`` is an int (exactly that many steps for every sample: training) or a
+    ``StoppingRule`` (each sample's vector is frozen once it converged; the loop ends when
+    every sample converged or after ``max_iterations`` steps). Iterations carry no
+    gradient; only the final sigma = ||M_out A M_in u|| does (as GloRo does for its global
+    bound).
     """
     u = tf.stop_gradient(operator.start(u))
-    if tol is None:
-        _, u = tf.while_loop(lambda t, u: t < iterations,
-                             lambda t, u: (t + 1, tf.stop_gradient(operator.step(u))),
-                             [tf.constant(0), u])
-        batch = tf.shape(u)[0]
-        return PowerIterationResult(operator.sigma(u), u, tf.fill([batch], iterations),
-                                    tf.zeros([batch], tf.bool))
     batch = tf.shape(u)[0]
-    tolerance = tf.constant(tol, u.dtype)
-    steps = tf.zeros([batch], tf.int32)
-    done = tf.zeros([batch], tf.bool)
+    if not isinstance(budget, StoppingRule):
+        _, u = tf.while_loop(lambda t, u: t < budget,
+                             lambda t, u: (t + 1, tf.stop_gradient(operator.step(u)[0])),
+                             [tf.constant(0), u])
+        return PowerIterationResult(operator.sigma(u), u, tf.fill([batch], int(budget)),
+                                    tf.zeros([batch], tf.bool))
+    tol = tf.constant(budget.tol, u.dtype)
+    rtol = tf.constant(budget.rtol, u.dtype)
 
-    def cond(t, u, steps, done):
-        return tf.logical_and(t < iterations, tf.logical_not(tf.reduce_all(done)))
+    def cond(t, u, previous, streak, steps, done):
+        return tf.logical_and(t < budget.max_iterations,
+                              tf.logical_not(tf.reduce_all(done)))
 
-    def body(t, u, steps, done):
-        new_u = tf.stop_gradient(operator.step(u))
-        moved = _norm(new_u - u)
+    def body(t, u, previous, streak, steps, done):
+        new_u, sigma = operator.step(u)
+        new_u = tf.stop_gradient(new_u)
+        settled = tf.logical_and(norms(new_u - u) <= tol,
+                                 tf.abs(sigma - previous) <= rtol * sigma)
+        streak = tf.where(settled, streak + 1, 0)
         u = tf.where(_broadcast(done, u), u, new_u)
+        previous = tf.where(done, previous, sigma)
         steps = steps + tf.cast(tf.logical_not(done), tf.int32)
-        done = tf.logical_or(done, moved <= tolerance)
-        return t + 1, u, steps, done
+        done = tf.logical_or(done, streak >= budget.patience)
+        return t + 1, u, previous, streak, steps, done
 
-    _, u, steps, done = tf.while_loop(cond, body, [tf.constant(0), u, steps, done])
+    zeros = tf.zeros([batch], tf.int32)
+    initial = [tf.constant(0), u, tf.fill([batch], tf.constant(-1.0, u.dtype)), zeros,
+               zeros, tf.zeros([batch], tf.bool)]
+    _, u, _, _, steps, done = tf.while_loop(cond, body, initial)
     return PowerIterationResult(operator.sigma(u), u, steps, done)

@@ -1,13 +1,15 @@
-"""One pass of (centre, box, ball) through every layer but the logit layer."""
+"""One pass of (centre, box, ball) and of the varying-neuron masks through every layer but
+the logit layer."""
 from typing import List, NamedTuple, Optional
 
 import tensorflow as tf
 
-from gloro_local.layers import ActivationSeam, BoundState, LinearSeam, ShapeSeam
+from gloro_local.layers import ActivationSeam, BoundState, LinearSeam
 
 
 class ActivationBox(NamedTuple):
-    """An activation layer with the pre-activation box it saw and its varying mask."""
+    """An activation layer with the pre-activation box it saw and its own mask
+    (``seam.varying``: outputs the layer itself may let move; None: all)."""
 
     seam: ActivationSeam
     lo: tf.Tensor
@@ -19,10 +21,11 @@ class Propagation(NamedTuple):
     """What one propagation pass found.
 
     penultimate: the bound state at the input of the logit layer.
-    in_masks, out_masks: per hidden linear layer, the column mask M_in (constant inputs
-        deleted) and row mask M_out (rows whose outputs feed constant neurons deleted);
-        None means no mask (every neuron varies).
-    activations: per activation layer, its pre-activation box and varying mask.
+    in_masks, out_masks: per hidden linear layer, the column mask M_in (inputs that may
+        move; the others are constant over the eps-ball and deleted) and the row mask
+        M_out (outputs that reach the next layer only through element-wise activations
+        and reshapes that hold them constant are deleted); None means no mask.
+    activations: per activation layer, its pre-activation box and own mask.
     """
 
     penultimate: BoundState
@@ -31,20 +34,10 @@ class Propagation(NamedTuple):
     activations: List[ActivationBox]
 
 
-def _combine(mask, other):
-    if mask is None:
-        return other
-    if other is None:
-        return mask
-    return mask * other
-
-
 def forward(network, x, epsilon, layer_norms):
     """The clean pass alone, with the ball radius eps * prod_l ||W_l|| (no box, no masks):
     all that the ball-only 'gloro' bound needs. The returned box is the point itself."""
-    centre = tf.cast(x, epsilon.dtype)
-    for seam in network.seams[:-1]:
-        centre = seam.affine(centre) if isinstance(seam, LinearSeam) else seam.call(centre)
+    centre = network.features(tf.cast(x, epsilon.dtype))
     radius = tf.fill(tf.shape(centre)[:1], epsilon)
     for norm in layer_norms:
         radius = radius * tf.cast(norm, radius.dtype)
@@ -54,40 +47,47 @@ def forward(network, x, epsilon, layer_norms):
 
 
 def propagate(network, x, epsilon, layer_norms):
-    """Propagates the clean input, the box x +- eps and the ball (x, eps) through ``network``.
+    """Propagates the clean input, the box x +- eps, the ball (x, eps) and the mask of
+    neurons that may move through ``network``.
+
+    The mask follows the layers' own rules: a linear layer's outputs may all move; an
+    activation maps the mask of its inputs to that of its outputs (``map_mask``); a
+    reshape reshapes it. The mask reaching a linear layer is its column mask. The mask
+    reached after a linear layer through element-wise activations (and reshapes) only is
+    its row mask: those activations are 1-Lipschitz neuron by neuron, so a constant
+    output needs no row. A pairwise activation (MaxMin) ends the row mask.
 
     Args:
         network: a ``SeamNetwork``.
         x: inputs, shape (B,) + network.input_shape.
         epsilon: the l2 radius (scalar tensor, already validated).
-        layer_norms: global spectral norm of every hidden linear layer (list of scalars);
-            the ball radius after layer l is eps * prod_{k<=l} ||W_k||, which feeds the masks.
+        layer_norms: an upper bound of the spectral norm of every hidden linear layer
+            (list of scalars); the ball radius after layer l is eps * prod_{k<=l} ||W_k||,
+            which feeds the masks.
 
     Returns:
         a ``Propagation``.
     """
     x = tf.cast(x, epsilon.dtype)
-    state = BoundState(x, x - epsilon, x + epsilon,
-                       tf.fill(tf.shape(x)[:1], epsilon))
+    state = BoundState(x, x - epsilon, x + epsilon, tf.fill(tf.shape(x)[:1], epsilon))
     in_masks, out_masks, activations = [], [], []
-    column_mask = None
-    previous_linear = False
+    mask = None
+    rows_open = False
     for seam in network.seams[:-1]:
         if isinstance(seam, LinearSeam):
-            in_masks.append(column_mask)
+            in_masks.append(mask)
             out_masks.append(None)
             state = seam.propagate(state, layer_norms[len(in_masks) - 1])
-            column_mask = None
-            previous_linear = True
+            mask, rows_open, linear_shape = None, True, tf.shape(state.centre)
             continue
         if isinstance(seam, ActivationSeam):
-            mask = seam.varying(state.lo, state.hi)
-            activations.append(ActivationBox(seam, state.lo, state.hi, mask))
-            if previous_linear and seam.masks_rows:
-                out_masks[-1] = mask
-            column_mask = _combine(column_mask, mask)
-        elif isinstance(seam, ShapeSeam) and column_mask is not None:
-            column_mask = seam.reshape(column_mask)
+            own = seam.varying(state.lo, state.hi)
+            activations.append(ActivationBox(seam, state.lo, state.hi, own))
+            mask = seam.map_mask(mask, own)
+            rows_open = rows_open and seam.elementwise
+            if rows_open and mask is not None:
+                out_masks[-1] = tf.reshape(mask, linear_shape)
+        else:
+            mask = seam.map_mask(mask)
         state = seam.propagate(state)
-        previous_linear = False
     return Propagation(state, in_masks, out_masks, activations)

@@ -9,13 +9,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from gloro_local.bounds import check_epsilon
-from gloro_local.evaluation.certificate import Certificate
-from gloro_local.evaluation.certify import certify, check_inputs
+from gloro_local.attacks import pgd_l2
+from gloro_local.bounds import StoppingRule, bound_pass, check_epsilon, sound_global_norms
 from gloro_local.evaluation.lower_bound import LipschitzGap, lipschitz_gap
-from gloro_local.evaluation.passes import bound_pass, converged_global_norms
-from gloro_local.evaluation.pgd import pgd_l2
 from gloro_local.layers import ActivationSeam
+from gloro_local.models import Certificate
+from gloro_local.models.certify import certify_checked, check_inputs
 
 
 @dataclass
@@ -46,13 +45,14 @@ class Report:
                 ("clean accuracy", s["clean_accuracy"]), ("PGD accuracy", s["pgd_accuracy"]),
                 ("certified accuracy (local, full pipeline)", s["vra_local"]),
                 ("certified accuracy (global bound alone)", s["vra_global"]),
-                ("mean local bound", s["mean_local_bound"]),
+                ("mean local bound", s.get("mean_local_bound")),
                 ("mean global bound", s["mean_global_bound"]),
-                ("points not converged", s["not_converged"])]
+                ("points not converged", s.get("not_converged"))]
+        rows = [(name, value) for name, value in rows if value is not None]
         rows += [(f"varying neurons, {name}", value)
-                 for name, value in s["varying_fraction"].items()]
+                 for name, value in s.get("varying_fraction", {}).items()]
         rows += [(f"mean iterations, {name}", value)
-                 for name, value in s["mean_iterations"].items()]
+                 for name, value in s.get("mean_iterations", {}).items()]
         if s["lower_bound"]:
             rows.append((f"median upper/lower Lipschitz ({s['lower_bound']['points']} pts)",
                          s["lower_bound"]["median_ratio"]))
@@ -94,75 +94,103 @@ def _batches(n, batch_size, desc, progress):
     return tqdm(range(0, n, batch_size), desc=desc, disable=not progress, unit="batch")
 
 
-def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3,
-             max_iterations=2000, batch_size=256, lower_bound_points=100,
-             clip=(0.0, 1.0), progress=True, seed=0, bound_points=None):
-    """Evaluates ``model`` on labelled ``data`` at radius ``epsilon`` (default
-    ``model.epsilon``). Stages, each timed:
+def pgd_accuracy(classifier, x, y, epsilon, steps=100, restarts=1, clip=(0.0, 1.0),
+                 batch_size=256, progress=False, seed=0):
+    """(accuracy, robust): the fraction of points classified correctly and not broken by
+    ``pgd_l2`` (``steps``, ``restarts``, pixels clipped to ``clip``), and the (B,) mask."""
+    broken = np.concatenate([
+        pgd_l2(classifier, x[b:b + batch_size], y[b:b + batch_size], epsilon, steps=steps,
+               restarts=restarts, clip=clip, seed=seed + b)[1].numpy()
+        for b in _batches(x.shape[0], batch_size, "pgd", progress)])
+    correct = np.argmax(_logits(classifier, x, batch_size), 1) == y
+    robust = correct & ~broken
+    return float(robust.mean()), robust
 
-    clean: accuracy of argmax z. pgd: accuracy under ``pgd_l2`` (``pgd_steps`` steps,
-    ``restarts``, pixels clipped to ``clip``). certify: ``certify`` (global bound, PGD,
-    converged local bound; ``tol``, ``max_iterations``) -> VRA(local). global bound: VRA
-    of the box-and-ball bound with converged global norms alone, r = eps prod ||W_l||.
-    local bounds: the converged local bound on the first ``bound_points`` points (None:
-    every point): prod sigma_l(x), iterations per layer, varying fractions. lower bound:
+
+def _logits(classifier, x, batch_size):
+    return np.concatenate([np.asarray(classifier(x[b:b + batch_size]))
+                           for b in range(0, x.shape[0], batch_size)])
+
+
+def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3, rtol=1e-5,
+             patience=5, max_iterations=2000, batch_size=256, lower_bound_points=100,
+             clip=(0.0, 1.0), progress=True, seed=0, bound_points=None, global_bound=True):
+    """Evaluates ``model`` on labelled ``data`` at radius ``epsilon`` (default
+    ``model.epsilon``). Stages, each timed; the sound global norms are computed once and
+    shared by every stage:
+
+    clean: accuracy of argmax z. pgd: ``pgd_accuracy`` (``pgd_steps`` steps, ``restarts``,
+    pixels clipped to ``clip``). certify: ``certify`` (global bound, PGD, converged
+    local bound with the ``StoppingRule(max_iterations, tol, rtol, patience)``) ->
+    VRA(local). global bound (``global_bound``): VRA of the box-and-ball bound with the
+    global norms alone, r = eps prod ||W_l||. local bounds: the converged local bound on
+    the first ``bound_points`` points (None: every point; 0 skips the stage):
+    prod sigma_l(x), iterations per layer, varying fractions. lower bound:
     ``lipschitz_gap`` on the first ``lower_bound_points`` points (0 skips it).
 
     Returns:
         a ``Report``.
     """
-    epsilon = check_epsilon(float(model.epsilon.numpy()) if epsilon is None else epsilon)
+    epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
+                                  else epsilon).numpy())
+    rule = StoppingRule(int(max_iterations), tol, rtol, int(patience)).check()
     x, y = check_inputs(model, *_arrays(data))
     n, seconds = x.shape[0], {}
+    global_sigmas = sound_global_norms(model.network)
     with _timed(seconds, "clean"):
-        logits = np.concatenate([model.f(x[b:b + batch_size]).numpy()
-                                 for b in range(0, n, batch_size)])
+        logits = _logits(model.f, x, batch_size)
         prediction = np.argmax(logits, 1)
         correct = prediction == y
     with _timed(seconds, "pgd"):
-        broken = np.concatenate([
-            pgd_l2(model.f, x[b:b + batch_size], y[b:b + batch_size], epsilon,
-                   steps=pgd_steps, restarts=restarts, clip=clip, seed=seed + b)[1].numpy()
-            for b in _batches(n, batch_size, "pgd", progress)])
+        pgd, _ = pgd_accuracy(model.f, x, y, epsilon, pgd_steps, restarts, clip, batch_size,
+                              progress, seed)
     with _timed(seconds, "certify"):
-        certificate = certify(model, x, y, epsilon, tol=tol, max_iterations=max_iterations,
-                              batch_size=batch_size, progress=progress, seed=seed)
-    with _timed(seconds, "global bound"):
-        global_sigmas = converged_global_norms(model, 1e-6, floor_tol=tol)
-        top2 = np.sort(logits, 1)[:, -2:]
-        bottom = _per_batch(bound_pass(model, "global"), x, epsilon, global_sigmas,
-                            prediction, batch_size, seed, "global bound", progress)["bottom"]
-        certified_global = correct & (top2[:, 1] > top2[:, 0]) & (top2[:, 1] > bottom)
-    with _timed(seconds, "local bounds"):
-        m = n if bound_points is None else min(int(bound_points), n)
-        local = _per_batch(bound_pass(model, "local", tol, max_iterations), x[:m], epsilon,
-                           global_sigmas, prediction[:m], batch_size, seed, "local bounds",
-                           progress)
+        certificate = certify_checked(model, x, y, epsilon, global_sigmas, rule,
+                                      batch_size=batch_size, progress=progress, seed=seed)
+    vra_global = None
+    if global_bound:
+        with _timed(seconds, "global bound"):
+            top2 = np.sort(logits, 1)[:, -2:]
+            bottom = _per_batch(bound_pass(model.network, "global"), x, epsilon,
+                                global_sigmas, prediction, batch_size, "global bound",
+                                progress)["bottom"]
+            vra_global = float((correct & (top2[:, 1] > top2[:, 0])
+                                & (top2[:, 1] > bottom)).mean())
+    m = n if bound_points is None else min(int(bound_points), n)
+    local = None
+    if m:
+        with _timed(seconds, "local bounds"):
+            local = _per_batch(bound_pass(model.network, "local", model.local_layers, rule,
+                                          seed), x[:m], epsilon, global_sigmas,
+                               prediction[:m], batch_size, "local bounds", progress)
     gap = None
     if lower_bound_points:
         with _timed(seconds, "lower bound"):
-            gap = lipschitz_gap(model, x[:lower_bound_points], epsilon, tol=tol,
-                                max_iterations=max_iterations, seed=seed)
+            gap = lipschitz_gap(model, x[:lower_bound_points], epsilon, rule=rule, seed=seed,
+                                global_sigmas=global_sigmas)
     global_lipschitz = certificate.global_lipschitz
     summary = dict(
-        points=int(n), epsilon=float(epsilon.numpy()),
-        clean_accuracy=float(correct.mean()), pgd_accuracy=float((~broken).mean()),
-        vra_local=certificate.certified_accuracy(y),
-        vra_global=float(certified_global.mean()),
-        reasons=certificate.counts(),
-        mean_local_bound=float(local["lipschitz"].mean()),
-        mean_global_bound=float(global_lipschitz.mean()),
-        median_local_over_global=float(np.median(local["lipschitz"] / global_lipschitz[:m])),
-        bound_points=int(m),
-        not_converged=int((~local["converged"]).sum()),
-        varying_fraction=dict(zip(_activation_names(model),
-                                  local["varying"].mean(0).round(4).tolist())),
-        mean_iterations=dict(zip(_local_layer_names(model),
-                                 local["iterations"].mean(0).round(1).tolist())),
-        lower_bound=None if gap is None else _gap_summary(gap),
-        seconds=seconds)
-    return Report(summary, certificate, local["lipschitz"], global_lipschitz,
-                  local["iterations"], local["varying"], gap)
+        points=int(n), epsilon=epsilon,
+        clean_accuracy=float(correct.mean()), pgd_accuracy=pgd,
+        vra_local=certificate.certified_accuracy(y), vra_global=vra_global,
+        reasons=certificate.counts(), mean_global_bound=float(global_lipschitz.mean()),
+        global_sigmas=[float(s) for s in global_sigmas], bound_points=int(m),
+        lower_bound=None if gap is None else _gap_summary(gap), seconds=seconds)
+    if local is not None:
+        summary.update(
+            mean_local_bound=float(local["lipschitz"].mean()),
+            median_local_over_global=float(np.median(local["lipschitz"]
+                                                     / global_lipschitz[:m])),
+            not_converged=int((~local["converged"]).sum()),
+            varying_fraction=dict(zip(_activation_names(model),
+                                      local["varying"].mean(0).round(4).tolist())),
+            mean_iterations=dict(zip(_local_layer_names(model),
+                                     local["iterations"].mean(0).round(1).tolist())))
+    empty = np.zeros((0,))
+    return Report(summary, certificate,
+                  empty if local is None else local["lipschitz"], global_lipschitz,
+                  empty if local is None else local["iterations"],
+                  empty if local is None else local["varying"], gap)
 
 
 def _gap_summary(gap):
@@ -174,9 +202,9 @@ def _gap_summary(gap):
                 max_ratio=float(ratio.max()) if ratio.size else None)
 
 
-def _per_batch(run, x, epsilon, global_sigmas, reference, batch_size, seed, desc, progress):
-    parts = [run(x[b:b + batch_size], epsilon, global_sigmas, reference[b:b + batch_size],
-                 seed + b) for b in _batches(x.shape[0], batch_size, desc, progress)]
+def _per_batch(run, x, epsilon, global_sigmas, reference, batch_size, desc, progress):
+    parts = [run(x[b:b + batch_size], epsilon, global_sigmas, reference[b:b + batch_size])
+             for b in _batches(x.shape[0], batch_size, desc, progress)]
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 

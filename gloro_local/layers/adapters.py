@@ -4,7 +4,8 @@ import keras
 from gloro_local.layers.conv2d import Conv2DSeam
 from gloro_local.layers.dense import DenseSeam
 from gloro_local.layers.relu import ReLU
-from gloro_local.layers.seam import ActivationSeam, LinearSeam, ShapeSeam
+from gloro_local.layers.seam import (ActivationSeam, ElementwiseActivation, LinearSeam,
+                                     ShapeSeam)
 from gloro_local.layers.validation import reject_unsupported
 
 
@@ -30,7 +31,7 @@ class KerasFlattenAdapter(ShapeSeam, _KerasLayerAdapter):
     """The shape seam for a plain ``keras.layers.Flatten``."""
 
 
-class KerasReLUAdapter(ActivationSeam, _KerasLayerAdapter):
+class KerasReLUAdapter(ElementwiseActivation, _KerasLayerAdapter):
     """The ReLU seam for a plain ``keras.layers.ReLU`` with default arguments."""
 
     varying = ReLU.varying

@@ -1,8 +1,10 @@
 """MaxMin with learnable clipping thresholds."""
+import math
+
 import keras
 import tensorflow as tf
 
-from gloro_local.layers.maxmin import MaxMin, split_halves
+from gloro_local.layers.maxmin import MaxMin, check_channels, split_halves
 from gloro_local.layers.seam import cast_like
 
 
@@ -18,20 +20,23 @@ class ClippedMaxMin(MaxMin):
     Sparsity hinge: mean(relu(min(hi_a, hi_b) - B)) + mean(relu(A - max(lo_a, lo_b))).
 
     Args:
-        upper_init: initial A (the reference uses 0.8-3.0 depending on the layer).
-        lower_init: initial B; defaults to -upper_init.
+        upper_init: initial A, a finite number (the reference uses 0.8-3.0 depending
+            on the layer).
+        lower_init: initial B, a finite number; defaults to -upper_init.
     """
 
     def __init__(self, upper_init=1.0, lower_init=None, **kwargs):
         super().__init__(**kwargs)
         self.upper_init = float(upper_init)
         self.lower_init = -self.upper_init if lower_init is None else float(lower_init)
+        for name in ("upper_init", "lower_init"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"ClippedMaxMin needs a finite {name}. Received: "
+                                 f"{name}={getattr(self, name)!r}")
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        if channels is None or channels % 2:
-            raise ValueError(
-                f"ClippedMaxMin needs an even number of channels, got {channels}.")
+        check_channels(channels, type(self).__name__)
         shape = tuple(input_shape[1:-1]) + (channels // 2,)
         self.upper = self.add_weight(
             name="upper", shape=shape,

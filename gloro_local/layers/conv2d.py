@@ -1,7 +1,9 @@
 """2-D convolution with the linear seam."""
 import keras
+import numpy as np
 import tensorflow as tf
 
+from gloro_local.layers.operator_norms import conv2d_norm_bound
 from gloro_local.layers.seam import LinearSeam, cast_like
 from gloro_local.layers.validation import reject_unsupported
 
@@ -12,7 +14,9 @@ class Conv2DSeam(LinearSeam):
     linear(u) = conv2d(u, K), linear_transpose(v) = conv2d_transpose(v, K) with the input's
     shape (the exact adjoint for every stride and padding), abs_linear(r) = conv2d(r, |K|),
     row_norms()_c = ||K[:, :, :, c]||_2, the full filter norm of output channel c (an
-    upper bound on the norm of every output neuron's row, also at the borders).
+    upper bound on the norm of every output neuron's row, also at the borders),
+    norm_upper_bound(input_shape) = a sound bound of ||A||_2 from the circular embedding of
+    the zero-padded convolution (see ``operator_norms.conv2d_norm_bound``).
     """
 
     def _conv(self, x, kernel):
@@ -36,6 +40,11 @@ class Conv2DSeam(LinearSeam):
 
     def add_bias(self, z):
         return z + cast_like(self.bias, z) if self.use_bias else z
+
+    def norm_upper_bound(self, input_shape):
+        """A float >= ||A||_2 on inputs of ``input_shape``, computed eagerly."""
+        return conv2d_norm_bound(np.asarray(self.kernel.numpy(), np.float64),
+                                 tuple(input_shape), self.strides, self.padding)
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")

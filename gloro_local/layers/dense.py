@@ -1,7 +1,9 @@
 """Dense layer with the linear seam."""
 import keras
+import numpy as np
 import tensorflow as tf
 
+from gloro_local.layers.operator_norms import dense_norm_bound
 from gloro_local.layers.seam import LinearSeam, cast_like
 from gloro_local.layers.validation import reject_unsupported
 
@@ -10,7 +12,8 @@ class DenseSeam(LinearSeam):
     """Linear seam of x -> x K + b (Keras kernel K has shape (in, out), so A = K^T).
 
     linear(u) = u K, linear_transpose(v) = v K^T, abs_linear(r) = r |K|,
-    row_norms()_i = ||K_:,i||_2 (the norm of the weights into output neuron i).
+    row_norms()_i = ||K_:,i||_2 (the norm of the weights into output neuron i),
+    norm_upper_bound() = the top singular value of K in float64, rounded up.
     """
 
     def linear(self, u):
@@ -27,6 +30,11 @@ class DenseSeam(LinearSeam):
 
     def add_bias(self, z):
         return z + cast_like(self.bias, z) if self.use_bias else z
+
+    def norm_upper_bound(self, input_shape=None):
+        """||K||_2 (a Dense layer acts on the last axis, so any input shape has the same
+        norm), computed eagerly from the current kernel."""
+        return dense_norm_bound(np.asarray(self.kernel.numpy(), np.float64))
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")

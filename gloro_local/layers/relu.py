@@ -2,11 +2,11 @@
 import keras
 import tensorflow as tf
 
-from gloro_local.layers.seam import ActivationSeam
+from gloro_local.layers.seam import ElementwiseActivation
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")
-class ReLU(ActivationSeam, keras.layers.Layer):
+class ReLU(ElementwiseActivation, keras.layers.Layer):
     """y = max(x, 0), element-wise.
 
     A neuron whose pre-activation box has hi <= 0 is constant (0) over the eps-ball:

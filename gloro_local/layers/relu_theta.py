@@ -1,12 +1,14 @@
 """ReLU with a learnable per-neuron upper threshold."""
+import math
+
 import keras
 import tensorflow as tf
 
-from gloro_local.layers.seam import ActivationSeam, cast_like
+from gloro_local.layers.seam import ElementwiseActivation, cast_like
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")
-class ReLUTheta(ActivationSeam, keras.layers.Layer):
+class ReLUTheta(ElementwiseActivation, keras.layers.Layer):
     """y = min(max(x, 0), theta), theta learnable per neuron (shape of the activation,
     no batch axis), initialised to ``theta_init`` and kept >= 0 by a NonNeg constraint.
 
@@ -15,12 +17,15 @@ class ReLUTheta(ActivationSeam, keras.layers.Layer):
     Sparsity hinge: mean(relu(hi)) + lam_theta * mean(relu(theta - lo)).
 
     Args:
-        theta_init: initial threshold (the paper uses 1.0).
+        theta_init: initial threshold, a finite number >= 0 (the paper uses 1.0).
     """
 
     def __init__(self, theta_init=1.0, **kwargs):
         super().__init__(**kwargs)
         self.theta_init = float(theta_init)
+        if not math.isfinite(self.theta_init) or self.theta_init < 0:
+            raise ValueError("ReLUTheta needs a finite theta_init >= 0. Received: "
+                             f"theta_init={theta_init!r}")
 
     def build(self, input_shape):
         self.theta = self.add_weight(

@@ -1,13 +1,25 @@
-"""The seam every layer implements (DESIGN.md section 4) and the bound state it carries.
+"""The seam: the three roles a layer can play in bound propagation, as abstract classes.
 
-A layer takes part in bound propagation through one of three roles:
+A bound pass walks the layers of a network and asks each one, through its role, what it
+does to a batch of eps-balls. It never inspects a layer's type or guesses how indices line
+up: everything it needs is one of the methods below.
 
-* ``LinearSeam`` (Dense, Conv2D): a bias-free operator ``A`` with its exact adjoint, and
-  ``propagate(state, lipschitz)`` that pushes the box and the ball through ``x -> A x + b``.
-* ``ActivationSeam`` (ReLU, ReLUTheta, MaxMin, ClippedMaxMin): monotone box rule,
-  ``varying(lo, hi)`` giving the mask I_V of neurons that may still move, and ``sparsity``.
-* ``ShapeSeam`` (Flatten): reshapes centre, box and masks.
+* ``LinearSeam`` (Dense, Conv2D): ``x -> A x + b``. The bias-free operator ``A``
+  (``linear``), its exact adjoint (``linear_transpose``), ``|A|`` (``abs_linear``), the
+  l2 norm of every row (``row_norms``), the bias (``add_bias``) and a sound upper bound
+  of ``||A||_2`` for a given input shape (``norm_upper_bound``).
+* ``ActivationSeam`` (ReLU, ReLUTheta, MaxMin, ClippedMaxMin): a monotone, 1-Lipschitz
+  (in l2) map with a box rule (``bound_box``), the mask of its own outputs that may move
+  over the box (``varying``), how an incoming mask of varying inputs maps to a mask of
+  varying outputs (``map_mask``), whether it acts element-wise (``elementwise``: only
+  then may its mask delete rows of the linear layer before it) and a sparsity hinge.
+* ``ShapeSeam`` (Flatten): a pure reshape (element k of the input is element k of the
+  output); centre, box and masks are reshaped alike.
+
+A mask is a 0/1 tensor of the activation's shape (batch first) where 0 marks a neuron that
+takes the same value everywhere in the eps-ball, or None when every neuron may move.
 """
+import abc
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -38,17 +50,50 @@ def per_sample(values, like):
     return tf.reshape(values, [-1] + [1] * (len(like.shape) - 1))
 
 
-class LinearSeam:
+def combine_masks(mask, other):
+    """The neurons varying in both masks (None means all vary)."""
+    if mask is None:
+        return other
+    if other is None:
+        return mask
+    return mask * other
+
+
+class LinearSeam(abc.ABC):
     """Box and ball rules shared by every linear layer x -> A x + b.
 
     Box:  c' = A c + b, rad' = |A| rad, with c, rad the box's midpoint and half-width.
     Ball: m' = A m + b; neuron i moves at most r * ||A_i,:|| (``row_norms``).
     Intersection: hi = min(c' + rad', m' + r ||A_i||), lo = max(c' - rad', m' - r ||A_i||).
-    The ball radius after the layer is r * ``lipschitz`` (the layer's global norm).
-
-    Subclasses provide ``linear``, ``linear_transpose``, ``abs_linear``, ``row_norms`` and
-    ``add_bias``.
+    The ball radius after the layer is r * ``lipschitz`` (an upper bound of ||A||_2).
     """
+
+    @abc.abstractmethod
+    def linear(self, u):
+        """A u for a batch u of shape (B,) + input shape."""
+
+    @abc.abstractmethod
+    def linear_transpose(self, v, input_shape):
+        """A^T v, the exact adjoint of ``linear``, for a batch v of the output shape;
+        ``input_shape`` is the per-sample input shape (convolutions need it)."""
+
+    @abc.abstractmethod
+    def abs_linear(self, r):
+        """|A| r (the absolute values of A's entries applied to r >= 0)."""
+
+    @abc.abstractmethod
+    def row_norms(self):
+        """Per output unit (channel for a convolution), an upper bound of the l2 norm of
+        every row of A feeding it."""
+
+    @abc.abstractmethod
+    def add_bias(self, z):
+        """z + b."""
+
+    @abc.abstractmethod
+    def norm_upper_bound(self, input_shape):
+        """A float >= ||A||_2 for per-sample inputs of ``input_shape``, computed in
+        float64 from the current weights (never a power-iteration estimate)."""
 
     def affine(self, x):
         """A x + b."""
@@ -65,16 +110,31 @@ class LinearSeam:
         return BoundState(centre, lo, hi, state.radius * cast_like(lipschitz, centre))
 
 
-class ActivationSeam:
-    """Box rule, varying-neuron mask and sparsity hinge of an activation.
+class ActivationSeam(abc.ABC):
+    """A monotone activation that is 1-Lipschitz in l2.
 
-    The default box rule applies the activation to lo and hi, which is exact for
-    monotone element-wise activations. ``masks_rows`` says whether ``varying`` may also
-    delete rows of the preceding linear layer (true for element-wise activations, false
-    for MaxMin, which mixes pairs of neurons and only yields column masks).
+    The box rule applies the activation to lo and hi (exact for monotone activations);
+    the ball radius is unchanged. ``varying(lo, hi)`` marks the outputs that may move
+    when the input ranges over the box; ``map_mask(mask, own)`` turns the mask of
+    varying inputs into the mask of varying outputs.
     """
 
-    masks_rows = True
+    elementwise = True
+
+    @abc.abstractmethod
+    def varying(self, lo, hi):
+        """0/1 mask (B, ...) of outputs that may change for inputs in [lo, hi], or None
+        when every output may change."""
+
+    @abc.abstractmethod
+    def map_mask(self, mask, own):
+        """The mask of outputs that may move, from ``mask`` (inputs that may move, or
+        None) and ``own`` (this layer's ``varying``): an output moves only if an input
+        it depends on moves and the layer does not hold it constant."""
+
+    @abc.abstractmethod
+    def sparsity(self, lo, hi, lam_theta=0.0):
+        """The hinge that rewards outputs held constant over the box (a scalar)."""
 
     def bound_box(self, lo, hi):
         return self.call(lo), self.call(hi)
@@ -85,11 +145,27 @@ class ActivationSeam:
         return BoundState(self.call(state.centre), lo, hi, state.radius)
 
 
-class ShapeSeam:
-    """Reshaping layers: centre, box and masks are reshaped alike."""
+class ElementwiseActivation(ActivationSeam):
+    """An activation applied to each neuron alone: output k depends on input k only, so
+    output k moves iff input k moves and the activation does not hold it constant, and
+    a constant output lets the linear layer before it drop the row feeding it."""
+
+    elementwise = True
+
+    def map_mask(self, mask, own):
+        return combine_masks(mask, own)
+
+
+class ShapeSeam(abc.ABC):
+    """A pure reshape: element k of the input is element k of the output, so centre, box
+    and masks are reshaped alike and the ball radius is unchanged (its Keras ``call``
+    computes the reshape)."""
 
     def reshape(self, x):
         return self.call(x)
+
+    def map_mask(self, mask):
+        return None if mask is None else self.reshape(mask)
 
     def propagate(self, state):
         return BoundState(self.reshape(state.centre), self.reshape(state.lo),

@@ -1,5 +1,7 @@
-"""The Keras model that wires layers and bounds together."""
+"""The Keras model that wires layers and bounds together, and its certificates."""
+from gloro_local.models.certificate import REASONS, Certificate
+from gloro_local.models.certify import certify
 from gloro_local.models.local_gloro_net import LocalGloroNet
 from gloro_local.models.state import ModelState
 
-__all__ = ["LocalGloroNet", "ModelState"]
+__all__ = ["Certificate", "LocalGloroNet", "ModelState", "REASONS", "certify"]

@@ -1,11 +1,11 @@
-"""Sound certification: converged global bound, then PGD, then the converged local bound."""
+"""Certification: sound global bound, then PGD, then the converged local bound."""
 import numpy as np
 from tqdm.auto import tqdm
 
-from gloro_local.bounds import check_epsilon
-from gloro_local.evaluation.certificate import Certificate
-from gloro_local.evaluation.passes import bound_pass, converged_global_norms
-from gloro_local.evaluation.pgd import pgd_l2
+from gloro_local.attacks import pgd_l2
+from gloro_local.bounds import (StoppingRule, bound_pass, check_epsilon, logits_pass,
+                                sound_global_norms)
+from gloro_local.models.certificate import Certificate
 
 
 def _finite(values, what):
@@ -36,47 +36,62 @@ def check_inputs(model, x, y=None):
     return x, y
 
 
-def _check_budget(tol, max_iterations):
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}.")
-    if int(max_iterations) < 1:
-        raise ValueError(f"max_iterations must be >= 1, got {max_iterations}.")
-
-
-def certify(model, x, y=None, epsilon=None, tol=1e-3, max_iterations=2000,
-            global_tol=1e-6, attack_steps=20, cheap_stages=True, batch_size=256,
+def certify(model, x, y=None, epsilon=None, tol=1e-3, rtol=1e-5, patience=5,
+            max_iterations=2000, attack_steps=20, cheap_stages=True, batch_size=256,
             progress=None, seed=0):
     """Certifies each sample of ``x`` against l2 perturbations of size ``epsilon``.
 
-    Order (DESIGN.md section 6): the global vectors are converged to ``global_tol`` (or,
-    where float32 stalls above it, to ``tol``; see ``converged_global_norms``); ties
-    are never certified; the exact box-and-ball bound with converged global norms
-    certifies what it can ('global'); PGD (unclipped: the certificate covers the whole
-    ball) marks points it breaks ('attacked'); the rest get the local bound, with
-    per-sample power iteration from random vectors until ||u_t+1 - u_t|| <= ``tol`` (at
-    most ``max_iterations`` steps). A layer that did not converge for a sample uses its
-    global norm instead (always sound); such a sample that is still not certified is
-    reported 'not converged'. The first two stages only save time: every sigma_l(x) is
-    capped by ||W_l||, so the local bound certifies whatever the global one does, and
-    ``cheap_stages=False`` (every point to the local bound) certifies the same points.
-    Any NaN or Inf in a weight or bound raises FloatingPointError.
+    Every global norm is a sound upper bound (``sound_global_norms``), computed once from
+    the weights; nothing the model stores (power-iteration vectors, cached passes)
+    changes the result, and everything runs in float32. Stages: ties are never certified;
+    the box-and-ball bound with the global norms certifies what it can ('global'); PGD
+    (unclipped: the certificate covers the whole ball) marks points it breaks
+    ('attacked'); the rest get the local bound, with per-sample masked power iteration
+    from a fixed seeded vector until the ``StoppingRule(max_iterations, tol, rtol,
+    patience)`` holds. Each local norm is capped by the layer's global bound, replaced by
+    it where the layer did not converge or masks nothing; a sample whose layers did not
+    all converge and that is still not certified is reported 'not converged'. The first
+    two stages only save time: the local bound certifies whatever the global one does,
+    so ``cheap_stages=False`` (every point to the local bound) certifies the same points.
+
+    The one assumption: a local (masked, per-sample) norm is a power-iteration estimate
+    that approaches the exact norm from below; the stopping rule is what makes it
+    accurate (see docs/method.md).
 
     Args:
         model: a ``LocalGloroNet``. x: inputs (B, ...). y: optional labels; a wrong
             prediction is then never certified ('wrong class').
         epsilon: radius (default ``model.epsilon``).
+        tol, rtol, patience, max_iterations: the local ``StoppingRule``.
         attack_steps: PGD steps of the attack stage (0 disables the stage).
         progress: show a progress bar (default: when there is more than one batch).
+        seed: seed of the local start vectors and of PGD.
 
     Returns:
         a ``Certificate``.
+
+    Raises:
+        ValueError for bad inputs, labels, epsilon or budget; FloatingPointError for a
+        NaN or Inf in a weight or a bound.
     """
-    epsilon = check_epsilon(float(model.epsilon.numpy()) if epsilon is None else epsilon)
-    _check_budget(tol, max_iterations)
+    epsilon = _epsilon(model, epsilon)
+    rule = StoppingRule(int(max_iterations), tol, rtol, int(patience)).check()
     x, y = check_inputs(model, x, y)
-    global_sigmas = converged_global_norms(model, global_tol, floor_tol=tol)
-    passes = {"global": bound_pass(model, "global"),
-              "local": bound_pass(model, "local", tol, int(max_iterations))}
+    return certify_checked(model, x, y, epsilon, sound_global_norms(model.network), rule,
+                           attack_steps, cheap_stages, batch_size, progress, seed)
+
+
+def _epsilon(model, epsilon):
+    return float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
+                               else epsilon).numpy())
+
+
+def certify_checked(model, x, y, epsilon, global_sigmas, rule, attack_steps=20,
+                    cheap_stages=True, batch_size=256, progress=None, seed=0):
+    """``certify`` on validated arrays with the sound ``global_sigmas`` already computed
+    (``evaluate`` shares them between its stages)."""
+    passes = {"global": bound_pass(model.network, "global"),
+              "local": bound_pass(model.network, "local", model.local_layers, rule, seed)}
     parts = []
     batches = range(0, x.shape[0], batch_size)
     show = progress if progress is not None else len(batches) > 1
@@ -87,15 +102,14 @@ def certify(model, x, y=None, epsilon=None, tol=1e-3, max_iterations=2000,
                                     attack_steps if cheap_stages else 0, cheap_stages,
                                     seed + begin))
     fields = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return Certificate(epsilon=float(epsilon.numpy()),
-                       global_lipschitz=np.full(x.shape[0], np.prod(
-                           [float(s) for s in global_sigmas]), np.float32), **fields)
+    return Certificate(epsilon=epsilon, global_lipschitz=np.full(
+        x.shape[0], np.prod(global_sigmas), np.float32), **fields)
 
 
 def _certify_batch(model, passes, x, y, epsilon, global_sigmas, attack_steps,
                    cheap_stages, seed):
     batch = x.shape[0]
-    logits = _finite(model.f(x).numpy(), "logits")
+    logits = _finite(logits_pass(model.network)(x), "logits")
     prediction = np.argmax(logits, -1).astype(np.int32)
     top2 = np.sort(logits, -1)[:, -2:]
     reason = np.full(batch, "bound too loose", dtype=object)
@@ -108,7 +122,7 @@ def _certify_batch(model, passes, x, y, epsilon, global_sigmas, attack_steps,
     iterations = np.zeros((batch, len(model.local_layers)), np.int32)
 
     def decide(name, rows):
-        out = passes[name](x[rows], epsilon, global_sigmas, prediction[rows], seed)
+        out = passes[name](x[rows], epsilon, global_sigmas, prediction[rows])
         bottom = _finite(out["bottom"], "bound")
         top = np.take_along_axis(out["logits"], prediction[rows, None], 1)[:, 0]
         ok = top > bottom

@@ -2,8 +2,8 @@
 import keras
 import tensorflow as tf
 
-from gloro_local.bounds import (GlobalNorms, SeamNetwork, check_bound, check_epsilon,
-                                compute_margins, random_start)
+from gloro_local.bounds import (GlobalNorms, SeamNetwork, StoppingRule, check_bound,
+                                check_epsilon, compute_margins, fixed_start, random_start)
 from gloro_local.models.bound_queries import BoundQueries
 from gloro_local.models.state import ModelState
 from gloro_local.models.training_steps import TrainingSteps
@@ -31,8 +31,10 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
         epsilon: the l2 radius (finite, > 0); ``model.epsilon`` is a settable variable.
         bound: 'local', 'global' or 'gloro'.
         power_iterations: power-iteration steps per training step (local and global norms).
-        eval_iterations, eval_tol: per-sample local iteration budget and tolerance at
-            inference; samples that do not converge fall back to the global norm.
+        eval_iterations, eval_tol: ``max_iterations`` and ``tol`` of the per-sample
+            ``StoppingRule`` of ``model(x)``; samples that do not converge fall back to
+            the global norm. ``model(x)`` uses the stored global estimates and is a
+            monitoring value; ``certify`` is the certificate.
         worst_logit_steps: clipping steps of the worst-logit iteration in training
             (None: exact); inference is always exact.
         local_layers: indices (into the hidden linear layers) that get per-sample norms;
@@ -74,6 +76,7 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
         self.power_iterations = int(power_iterations)
         self.eval_iterations = int(eval_iterations)
         self.eval_tol = float(eval_tol)
+        StoppingRule(self.eval_iterations, self.eval_tol).check()
         self.worst_logit_steps = worst_logit_steps
         self.lam_sparse = float(lam_sparse)
         self.lam_theta = float(lam_theta)
@@ -102,9 +105,10 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
         return [seam for seam, _ in self.network.hidden_layers()]
 
     def starts(self, batch, index=None, training=False):
-        """Per hidden layer: stored vectors (store attached and index given), random
-        vectors (other local layers; seeded by ``seed`` outside training, so inference is
-        reproducible) or None (layers that use their global norm)."""
+        """Per hidden layer: stored vectors (store attached and index given), fresh random
+        vectors (other local layers in training), the fixed vector of seed (``seed``,
+        layer) outside training (a sample's result never depends on its batch), or None
+        (layers that use their global norm)."""
         stored = self.store.gather(index) if (self.store and index is not None) else None
         starts = []
         for k, (_, shape) in enumerate(self.network.hidden_layers()):
@@ -112,9 +116,10 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
                 starts.append(None)
             elif stored is not None and stored[k] is not None:
                 starts.append(stored[k])
+            elif training:
+                starts.append(random_start(shape, batch))
             else:
-                seed = None if training else [self.seed, k]
-                starts.append(random_start(shape, batch, seed))
+                starts.append(fixed_start(shape, batch, (self.seed, k)))
         return starts
 
     def margins(self, x, reference=None, training=False, index=None, global_sigmas=None):
@@ -125,11 +130,11 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
             global_sigmas = self.global_norms.norms(
                 self.hidden_seams(), self.power_iterations if training else 0)
         if training:
-            budget = dict(iterations=self.power_iterations, tol=None,
-                          worst_steps=self.worst_logit_steps, fallback_to_global=False)
+            budget = dict(budget=self.power_iterations, worst_steps=self.worst_logit_steps,
+                          capped=False)
         else:
-            budget = dict(iterations=self.eval_iterations, tol=self.eval_tol,
-                          worst_steps=None, fallback_to_global=True)
+            budget = dict(budget=StoppingRule(self.eval_iterations, self.eval_tol),
+                          worst_steps=None, capped=True)
         return compute_margins(self.network, x, epsilon, global_sigmas, self.bound,
                                reference, self.starts(tf.shape(x)[0], index, training),
                                **budget)

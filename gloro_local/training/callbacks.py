@@ -4,6 +4,8 @@ import math
 
 import keras
 
+from gloro_local.bounds import StoppingRule
+
 
 def _ramp(progress, start, end, shape):
     """Interpolates start -> end for progress in [0, 1] ('linear' or 'log')."""
@@ -123,16 +125,21 @@ class LearningRateSchedule(keras.callbacks.Callback):
 
 class ConvergeGlobalNorms(keras.callbacks.Callback):
     """Before validation and at every epoch end, iterates the global power-iteration
-    vectors until ||u_t+1 - u_t|| <= tol (as GloRo does), so validation and saved models
-    use converged global norms. ``LocalGloroNet.fit`` adds it automatically."""
+    vectors until the ``StoppingRule`` holds (as GloRo converges its norms), so that
+    validation, ``model(x)`` and saved models use converged global estimates.
+    ``LocalGloroNet.fit`` adds it automatically. (Certificates do not depend on it: they
+    use sound global norms.)
 
-    def __init__(self, tol=1e-5, max_iterations=2000):
+    Args:
+        rule: the ``StoppingRule`` of the global iteration.
+    """
+
+    def __init__(self, rule=StoppingRule(max_iterations=2000, tol=1e-4, rtol=1e-6)):
         super().__init__()
-        self.tol, self.max_iterations = tol, max_iterations
+        self.rule = rule.check()
 
     def _converge(self):
-        self.model.global_norms.converge(self.model.hidden_seams(), self.tol,
-                                         self.max_iterations)
+        self.model.global_norms.converge(self.model.hidden_seams(), self.rule)
 
     def on_test_begin(self, logs=None):
         self._converge()
