@@ -23,8 +23,8 @@ import tensorflow as tf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 from gloro_local import architectures, data  # noqa: E402
-from gloro_local.bounds import (GlobalNorms, MaskedOperator, SeamNetwork,  # noqa: E402
-                                check_epsilon, propagate, random_start)
+from gloro_local.bounds import (MaskedOperator, SeamNetwork, check_epsilon,  # noqa: E402
+                                propagate, random_start, sound_global_norms)
 
 BATCH = 256
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
@@ -64,17 +64,15 @@ def power_iteration_fns(model, x, epsilon):
     """Per hidden linear layer: (name, shapes, tf.function step, start vector)."""
     network = SeamNetwork(model.layers, x.shape[1:])
     hidden = network.hidden_layers()
-    norms = GlobalNorms([shape for _, shape in hidden])
-    layer_norms, _ = norms.converge([seam for seam, _ in hidden], tol=1e-4,
-                                    max_iterations=500)
-    propagation = propagate(network, x, check_epsilon(epsilon), layer_norms)
+    propagation = propagate(network, x, check_epsilon(epsilon), sound_global_norms(network))
     fns = []
     for index, (seam, shape), in_mask, out_mask in zip(
             network.hidden, hidden, propagation.in_masks, propagation.out_masks):
         operator = MaskedOperator(seam, shape, in_mask, out_mask)
         out_shape = model.layers[index].output.shape[1:]
         shapes = "x".join(map(str, shape)) + " -> " + "x".join(map(str, out_shape))
-        fns.append((model.layers[index].name, shapes, tf.function(operator.step),
+        fns.append((model.layers[index].name, shapes,
+                    tf.function(lambda u, operator=operator: operator.step(u)[0]),
                     operator.start(random_start(shape, x.shape[0]))))
     return fns
 

@@ -29,7 +29,7 @@ flags.DEFINE_string("report", None, "JSON report path (default: next to the mode
 flags.DEFINE_string("plots", None, "Folder for PNG plots (needs matplotlib).")
 flags.DEFINE_integer("pgd_steps", 100, "PGD steps (step size eps / 4).")
 flags.DEFINE_integer("restarts", 1, "PGD random restarts.")
-flags.DEFINE_float("tol", 1e-3, "Power-iteration tolerance ||u_t+1 - u_t||.")
+flags.DEFINE_float("tol", 1e-4, "Power-iteration tolerance ||u_t+1 - u_t||.")
 flags.DEFINE_integer("max_iterations", 2000, "Power-iteration budget per point.")
 flags.DEFINE_integer("lower_bound_points", 100,
                      "Points for the empirical Lipschitz lower bound (0: skip).")

@@ -38,7 +38,23 @@ def sample_ball(rng, count, shape, radius):
     return (directions * lengths).reshape((count,) + tuple(shape)).astype(np.float32)
 
 
+def disc_offsets(eps, grid=200, circle=2000):
+    """A grid x grid lattice of [-eps, eps]^2 inside the disc, plus points on its circle."""
+    axis = np.linspace(-eps, eps, grid)
+    lattice = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    lattice = lattice[np.linalg.norm(lattice, axis=1) <= eps]
+    angles = np.linspace(0.0, 2 * np.pi, circle, endpoint=False)
+    return np.concatenate([lattice, eps * np.stack([np.cos(angles), np.sin(angles)], 1)])
+
+
+def sectors(rng, n):
+    """n points of [-1, 1]^2 labelled by which of three angular sectors they lie in."""
+    x = rng.uniform(-1.0, 1.0, (n, 2)).astype(np.float32)
+    return x, (np.floor((np.arctan2(x[:, 1], x[:, 0]) + np.pi) / (2 * np.pi / 3))
+               .astype(np.int32) % 3)
+
+
 def tight_rule():
     """A stopping rule tight enough for comparisons with exact norms at rtol 1e-4/1e-5."""
     from gloro_local.bounds import StoppingRule
-    return StoppingRule(max_iterations=10000, tol=1e-6, rtol=1e-6, patience=5)
+    return StoppingRule(max_iterations=10000, tol=1e-6)

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import sectors
 import gloro_local as gl
 from gloro_local.layers import Dense, ReLU, ReLUTheta
 
@@ -34,12 +35,6 @@ def test_a_stored_non_top_singular_vector_does_not_shrink_the_bound(bound):
     assert not certificate.certified.any()
     assert np.all(certificate.global_lipschitz >= 2.0)
     assert np.all(certificate.lipschitz >= 2.0)
-
-
-def sectors(rng, n):
-    x = rng.uniform(-1.0, 1.0, (n, 2)).astype(np.float32)
-    return x, (np.floor((np.arctan2(x[:, 1], x[:, 0]) + np.pi) / (2 * np.pi / 3))
-               .astype(np.int32) % 3)
 
 
 def classifier():

@@ -14,9 +14,10 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import disc_offsets, sectors
 import gloro_local as gl
 from gloro_local import LocalGloroNet
-from gloro_local.bounds import bound_pass, sound_global_norms
+from gloro_local.bounds import bound_pass, certificate_globals
 from gloro_local.evaluation import REASONS, certify, pgd_l2
 from gloro_local.layers import ClippedMaxMin, Conv2D, Dense, Flatten, ReLU, ReLUTheta
 
@@ -104,8 +105,9 @@ def test_no_certified_point_is_broken_by_pgd(trained, name):
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_local_vra_at_least_global_and_pgd_accuracy_at_least_vra(trained, name):
     t = trained(name)
-    sigmas = sound_global_norms(t.model.network)
-    out = bound_pass(t.model.network, "global")(t.x, EPS, sigmas, t.cert.prediction)
+    globals_ = certificate_globals(t.model.network)
+    out = bound_pass(t.model.network, "global")(t.x, EPS, globals_.sigmas, t.cert.prediction,
+                                                globals_.vectors)
     top = np.take_along_axis(out["logits"], t.cert.prediction[:, None], 1)[:, 0]
     by_global = (top > out["bottom"]) & (t.cert.prediction == t.y)
     assert np.all(t.cert.certified[by_global])  # every global certificate is a local one
@@ -168,15 +170,6 @@ def test_bad_inputs():
 
 # An exact check in two dimensions ---------------------------------------------------------
 
-def disc_offsets(eps, grid=200, circle=2000):
-    """A grid x grid lattice of [-eps, eps]^2 inside the disc, plus points on its circle."""
-    axis = np.linspace(-eps, eps, grid)
-    lattice = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
-    lattice = lattice[np.linalg.norm(lattice, axis=1) <= eps]
-    angles = np.linspace(0.0, 2 * np.pi, circle, endpoint=False)
-    return np.concatenate([lattice, eps * np.stack([np.cos(angles), np.sin(angles)], 1)])
-
-
 def test_two_dimensional_certificates_agree_with_a_dense_search():
     """Dense(16) ReLU Dense(16) ReLU Dense(3) on three angular sectors of the plane: no
     certified point has a differently classified point in its eps-disc; points that PGD
@@ -184,17 +177,11 @@ def test_two_dimensional_certificates_agree_with_a_dense_search():
     keras.utils.set_random_seed(5)
     rng = np.random.default_rng(5)
     eps = 0.1
-
-    def sectors(n):
-        x = rng.uniform(-1.0, 1.0, (n, 2)).astype(np.float32)
-        return x, (np.floor((np.arctan2(x[:, 1], x[:, 0]) + np.pi) / (2 * np.pi / 3))
-                   .astype(np.int32) % 3)
-
     f = keras.Sequential([keras.Input((2,)), Dense(16), ReLU(), Dense(16), ReLU(), Dense(3)])
     model = LocalGloroNet(f, epsilon=eps)
     model.compile(keras.optimizers.Adam(1e-2), loss="crossentropy")
-    model.fit(*sectors(3000), batch_size=100, epochs=5, verbose=0)
-    x, y = sectors(150)
+    model.fit(*sectors(rng, 3000), batch_size=100, epochs=5, verbose=0)
+    x, y = sectors(rng, 150)
     c = certify(model, x, seed=1)
     offsets = disc_offsets(eps).astype(np.float32)
     disagree = np.array([np.any(np.argmax(f(x[k] + offsets).numpy(), 1) != c.prediction[k])

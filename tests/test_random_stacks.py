@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import sample_ball
+from conftest import disc_offsets, sample_ball
 from gloro_local import LocalGloroNet
 from gloro_local.attacks import pgd_l2
 from gloro_local.layers import ClippedMaxMin, Conv2D, Dense, Flatten, MaxMin, ReLU, ReLUTheta
@@ -73,14 +73,6 @@ def image_network(seed):
     return f
 
 
-def disc_offsets(eps, grid=160, circle=1500):
-    axis = np.linspace(-eps, eps, grid)
-    lattice = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
-    lattice = lattice[np.linalg.norm(lattice, axis=1) <= eps]
-    angles = np.linspace(0.0, 2 * np.pi, circle, endpoint=False)
-    return np.concatenate([lattice, eps * np.stack([np.cos(angles), np.sin(angles)], 1)])
-
-
 def penultimate(f):
     return keras.Sequential(f.layers[:-1])
 
@@ -125,7 +117,7 @@ def test_two_dimensional_random_stacks(seed):
     x = np.random.default_rng(100 + seed).uniform(-1.0, 1.0, (POINTS, 2)).astype(np.float32)
     eps = 0.15
     certificate, bounds = certified_and_bounds(f, x, eps)
-    offsets = disc_offsets(eps).astype(np.float32)
+    offsets = disc_offsets(eps, grid=160, circle=1500).astype(np.float32)
     for k in range(POINTS):
         points = x[k] + offsets
         check_blocks(f, x[k], points, bounds["sigmas"][k])

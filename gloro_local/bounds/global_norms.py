@@ -32,6 +32,7 @@ class GlobalNorms(keras.layers.Layer):
                             initializer=keras.initializers.RandomNormal(seed=self.seed + k),
                             trainable=False, aggregation="only_first_replica")
             for k, shape in enumerate(self.input_shapes)]
+        self.converge_runs = {}
 
     def _run(self, seams, budget):
         results = []
@@ -48,15 +49,16 @@ class GlobalNorms(keras.layers.Layer):
         with ``iterations=0`` the stored vectors are used as they are and not written."""
         return [tf.squeeze(r.sigma, 0) for r in self._run(seams, iterations)]
 
-    def converge(self, seams, rule=StoppingRule(max_iterations=10000, tol=1e-4, rtol=1e-6)):
+    def converge(self, seams, rule=StoppingRule(max_iterations=10000, tol=1e-5)):
         """Iterates every layer until ``rule`` holds; returns (sigmas, converged), lists of
-        Python floats and bools. The loop runs as one traced function."""
-        @tf.function
-        def run():
-            return [(tf.squeeze(r.sigma, 0), tf.squeeze(r.converged, 0))
-                    for r in self._run(seams, rule.check())]
-
-        results = run()
+        Python floats and bools. The loop runs as one traced function, traced once per
+        layer list and rule."""
+        key = (tuple(id(seam) for seam in seams), rule.check())
+        if key not in self.converge_runs:
+            self.converge_runs[key] = tf.function(
+                lambda: [(tf.squeeze(r.sigma, 0), tf.squeeze(r.converged, 0))
+                         for r in self._run(seams, rule)])
+        results = self.converge_runs[key]()
         return [float(sigma) for sigma, _ in results], [bool(done) for _, done in results]
 
     def get_config(self):

@@ -4,12 +4,6 @@ import tensorflow as tf
 from gloro_local.bounds.power_iteration import MaskedOperator, power_iteration
 
 
-def random_start(input_shape, batch, dtype=tf.float32):
-    """Fresh standard normal start vectors, shape (batch,) + input_shape (training
-    without stored vectors; inference and certification use ``fixed_start``)."""
-    return tf.random.normal(tf.concat([[batch], list(input_shape)], 0), dtype=dtype)
-
-
 def local_norms(network, propagation, starts, budget):
     """Masked power iteration for every hidden linear layer whose start vectors are given.
 

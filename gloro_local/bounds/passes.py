@@ -10,7 +10,8 @@ whatever ``keras.config.floatx()`` is.
 import tensorflow as tf
 
 from gloro_local.bounds.margins import compute_margins
-from gloro_local.bounds.power_iteration import StoppingRule, fixed_start
+from gloro_local.bounds.power_iteration import StoppingRule
+from gloro_local.bounds.start_vectors import warm_start
 
 DTYPE = tf.float32
 
@@ -67,13 +68,14 @@ def _compile(network, bound, local, rule, seed):
     shapes = [shape for _, shape in network.hidden_layers()]
     scalar = tf.TensorSpec([], DTYPE)
     signature = [tf.TensorSpec((None,) + tuple(network.input_shape), DTYPE), scalar,
-                 [scalar] * len(shapes), tf.TensorSpec([None], tf.int32)]
+                 [scalar] * len(shapes), tf.TensorSpec([None], tf.int32),
+                 [tf.TensorSpec((1,) + tuple(shape), DTYPE) for shape in shapes]]
 
     @tf.function(input_signature=signature)
-    def run(x, epsilon, global_sigmas, reference):
+    def run(x, epsilon, global_sigmas, reference, vectors):
         batch = tf.shape(x)[0]
-        starts = [fixed_start(shape, batch, (seed, k)) if k in local else None
-                  for k, shape in enumerate(shapes)]
+        starts = [warm_start(vector, batch, (seed, k)) if k in local else None
+                  for k, vector in enumerate(vectors)]
         result = compute_margins(network, x, epsilon, global_sigmas, bound, reference,
                                  starts, rule, capped=True)
         power = [p for p in result.power if p is not None]
@@ -87,10 +89,11 @@ def _compile(network, bound, local, rule, seed):
             varying=_stack([_fraction(a.varying, batch)
                             for a in result.propagation.activations], batch, DTYPE, 0.0))
 
-    def call(x, epsilon, global_sigmas, reference):
+    def call(x, epsilon, global_sigmas, reference, vectors):
         outputs = run(tf.convert_to_tensor(x, DTYPE), tf.cast(epsilon, DTYPE),
                       [tf.constant(s, DTYPE) for s in global_sigmas],
-                      tf.convert_to_tensor(reference, tf.int32))
+                      tf.convert_to_tensor(reference, tf.int32),
+                      [tf.cast(v, DTYPE) for v in vectors])
         return {key: value.numpy() for key, value in outputs.items()}
 
     return call

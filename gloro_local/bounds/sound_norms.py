@@ -1,5 +1,10 @@
 """Sound upper bounds of the global norms of every hidden linear layer (certificates)."""
+from typing import List, NamedTuple
+
 import numpy as np
+import tensorflow as tf
+
+from gloro_local.bounds.start_vectors import top_singular_vectors
 
 
 def check_finite_weights(layers):
@@ -20,3 +25,19 @@ def sound_global_norms(network):
     radius that clips the boxes, the global stage, and the cap on every local norm."""
     check_finite_weights(network.layers)
     return [float(seam.norm_upper_bound(shape)) for seam, shape in network.hidden_layers()]
+
+
+class CertificateGlobals(NamedTuple):
+    """What a certificate takes from the weights once, before any sample: ``sigmas``, a
+    sound upper bound of every hidden layer's norm, and ``vectors``, an estimate of every
+    hidden layer's top right singular vector (only a start for power iteration)."""
+
+    sigmas: List[float]
+    vectors: List[tf.Tensor]
+
+
+def certificate_globals(network, seed=0):
+    """``CertificateGlobals`` of ``network`` from its weights alone (``sound_global_norms``
+    and ``top_singular_vectors`` from seed ``seed``)."""
+    sigmas = sound_global_norms(network)
+    return CertificateGlobals(sigmas, top_singular_vectors(network, seed))

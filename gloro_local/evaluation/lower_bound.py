@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from gloro_local.attacks import l2_norm, per_sample, project, random_ball
-from gloro_local.bounds import StoppingRule, bound_pass, check_epsilon, sound_global_norms
+from gloro_local.bounds import StoppingRule, bound_pass, certificate_globals, check_epsilon
 from gloro_local.models.certify import check_inputs
 
 _ASCENT = weakref.WeakKeyDictionary()  # classifier -> compiled ascent step
@@ -108,20 +108,20 @@ def lipschitz_lower_bound(classifier, x, epsilon, classes, steps=100, restarts=4
 
 
 def lipschitz_gap(model, x, epsilon=None, steps=100, restarts=4, rule=StoppingRule(),
-                  seed=0, global_sigmas=None):
+                  seed=0, globals_=None):
     """Lower (``lipschitz_lower_bound``) and upper (the certificate's local bound, with
-    the local ``rule`` and the sound ``global_sigmas``, computed when not given)
+    the local ``rule`` and the ``CertificateGlobals``, computed when not given)
     Lipschitz constants of the margin between the predicted class j and the runner-up i
     at x."""
     epsilon = check_epsilon(float(model.epsilon.numpy()) if epsilon is None else epsilon)
     x, _ = check_inputs(model, x)
-    if global_sigmas is None:
-        global_sigmas = sound_global_norms(model.network)
+    if globals_ is None:
+        globals_ = certificate_globals(model.network, seed)
     logits = model.f(x).numpy()
     order = np.argsort(-logits, axis=1)
     classes = order[:, :2].astype(np.int32)
     run = bound_pass(model.network, "local", model.local_layers, rule, seed)
-    out = run(x, float(epsilon.numpy()), global_sigmas, classes[:, 0])
+    out = run(x, float(epsilon.numpy()), globals_.sigmas, classes[:, 0], globals_.vectors)
     w = np.asarray(model.network.logit_layer.kernel.numpy()).T
     upper = out["lipschitz"] * np.linalg.norm(w[classes[:, 0]] - w[classes[:, 1]], axis=1)
     lower = lipschitz_lower_bound(model.f, x, epsilon, classes, steps, restarts, seed=seed)

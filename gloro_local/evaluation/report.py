@@ -10,7 +10,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from gloro_local.attacks import pgd_l2
-from gloro_local.bounds import StoppingRule, bound_pass, check_epsilon, sound_global_norms
+from gloro_local.bounds import StoppingRule, bound_pass, certificate_globals, check_epsilon
 from gloro_local.evaluation.lower_bound import LipschitzGap, lipschitz_gap
 from gloro_local.layers import ActivationSeam
 from gloro_local.models import Certificate
@@ -112,16 +112,16 @@ def _logits(classifier, x, batch_size):
                            for b in range(0, x.shape[0], batch_size)])
 
 
-def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3, rtol=1e-5,
-             patience=5, max_iterations=2000, batch_size=256, lower_bound_points=100,
+def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
+             max_iterations=2000, batch_size=256, lower_bound_points=100,
              clip=(0.0, 1.0), progress=True, seed=0, bound_points=None, global_bound=True):
     """Evaluates ``model`` on labelled ``data`` at radius ``epsilon`` (default
-    ``model.epsilon``). Stages, each timed; the sound global norms are computed once and
-    shared by every stage:
+    ``model.epsilon``). Stages, each timed; the sound global norms and top singular
+    vectors (``certificate_globals``) are computed once and shared by every stage:
 
     clean: accuracy of argmax z. pgd: ``pgd_accuracy`` (``pgd_steps`` steps, ``restarts``,
     pixels clipped to ``clip``). certify: ``certify`` (global bound, PGD, converged
-    local bound with the ``StoppingRule(max_iterations, tol, rtol, patience)``) ->
+    local bound with the ``StoppingRule(max_iterations, tol)``) ->
     VRA(local). global bound (``global_bound``): VRA of the box-and-ball bound with the
     global norms alone, r = eps prod ||W_l||. local bounds: the converged local bound on
     the first ``bound_points`` points (None: every point; 0 skips the stage):
@@ -133,10 +133,10 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3, rto
     """
     epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
                                   else epsilon).numpy())
-    rule = StoppingRule(int(max_iterations), tol, rtol, int(patience)).check()
+    rule = StoppingRule(int(max_iterations), tol).check()
     x, y = check_inputs(model, *_arrays(data))
     n, seconds = x.shape[0], {}
-    global_sigmas = sound_global_norms(model.network)
+    globals_ = certificate_globals(model.network, seed)
     with _timed(seconds, "clean"):
         logits = _logits(model.f, x, batch_size)
         prediction = np.argmax(logits, 1)
@@ -145,15 +145,14 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3, rto
         pgd, _ = pgd_accuracy(model.f, x, y, epsilon, pgd_steps, restarts, clip, batch_size,
                               progress, seed)
     with _timed(seconds, "certify"):
-        certificate = certify_checked(model, x, y, epsilon, global_sigmas, rule,
+        certificate = certify_checked(model, x, y, epsilon, globals_, rule,
                                       batch_size=batch_size, progress=progress, seed=seed)
     vra_global = None
     if global_bound:
         with _timed(seconds, "global bound"):
             top2 = np.sort(logits, 1)[:, -2:]
-            bottom = _per_batch(bound_pass(model.network, "global"), x, epsilon,
-                                global_sigmas, prediction, batch_size, "global bound",
-                                progress)["bottom"]
+            bottom = _per_batch(bound_pass(model.network, "global"), x, epsilon, globals_,
+                                prediction, batch_size, "global bound", progress)["bottom"]
             vra_global = float((correct & (top2[:, 1] > top2[:, 0])
                                 & (top2[:, 1] > bottom)).mean())
     m = n if bound_points is None else min(int(bound_points), n)
@@ -161,20 +160,20 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-3, rto
     if m:
         with _timed(seconds, "local bounds"):
             local = _per_batch(bound_pass(model.network, "local", model.local_layers, rule,
-                                          seed), x[:m], epsilon, global_sigmas,
+                                          seed), x[:m], epsilon, globals_,
                                prediction[:m], batch_size, "local bounds", progress)
     gap = None
     if lower_bound_points:
         with _timed(seconds, "lower bound"):
             gap = lipschitz_gap(model, x[:lower_bound_points], epsilon, rule=rule, seed=seed,
-                                global_sigmas=global_sigmas)
+                                globals_=globals_)
     global_lipschitz = certificate.global_lipschitz
     summary = dict(
         points=int(n), epsilon=epsilon,
         clean_accuracy=float(correct.mean()), pgd_accuracy=pgd,
         vra_local=certificate.certified_accuracy(y), vra_global=vra_global,
         reasons=certificate.counts(), mean_global_bound=float(global_lipschitz.mean()),
-        global_sigmas=[float(s) for s in global_sigmas], bound_points=int(m),
+        global_sigmas=[float(s) for s in globals_.sigmas], bound_points=int(m),
         lower_bound=None if gap is None else _gap_summary(gap), seconds=seconds)
     if local is not None:
         summary.update(
@@ -202,8 +201,9 @@ def _gap_summary(gap):
                 max_ratio=float(ratio.max()) if ratio.size else None)
 
 
-def _per_batch(run, x, epsilon, global_sigmas, reference, batch_size, desc, progress):
-    parts = [run(x[b:b + batch_size], epsilon, global_sigmas, reference[b:b + batch_size])
+def _per_batch(run, x, epsilon, globals_, reference, batch_size, desc, progress):
+    parts = [run(x[b:b + batch_size], epsilon, globals_.sigmas, reference[b:b + batch_size],
+                 globals_.vectors)
              for b in _batches(x.shape[0], batch_size, desc, progress)]
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 

@@ -3,8 +3,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gloro_local.attacks import pgd_l2
-from gloro_local.bounds import (StoppingRule, bound_pass, check_epsilon, logits_pass,
-                                sound_global_norms)
+from gloro_local.bounds import (StoppingRule, bound_pass, certificate_globals, check_epsilon,
+                                logits_pass)
 from gloro_local.models.certificate import Certificate
 
 
@@ -36,19 +36,19 @@ def check_inputs(model, x, y=None):
     return x, y
 
 
-def certify(model, x, y=None, epsilon=None, tol=1e-3, rtol=1e-5, patience=5,
-            max_iterations=2000, attack_steps=20, cheap_stages=True, batch_size=256,
-            progress=None, seed=0):
+def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attack_steps=20,
+            cheap_stages=True, batch_size=256, progress=None, seed=0):
     """Certifies each sample of ``x`` against l2 perturbations of size ``epsilon``.
 
     Every global norm is a sound upper bound (``sound_global_norms``), computed once from
-    the weights; nothing the model stores (power-iteration vectors, cached passes)
-    changes the result, and everything runs in float32. Stages: ties are never certified;
+    the weights with the layers' top singular vectors (``certificate_globals``); nothing
+    the model stores (power-iteration vectors, cached passes) changes the result, and
+    everything runs in float32. Stages: ties are never certified;
     the box-and-ball bound with the global norms certifies what it can ('global'); PGD
     (unclipped: the certificate covers the whole ball) marks points it breaks
     ('attacked'); the rest get the local bound, with per-sample masked power iteration
-    from a fixed seeded vector until the ``StoppingRule(max_iterations, tol, rtol,
-    patience)`` holds. Each local norm is capped by the layer's global bound, replaced by
+    from the layer's top singular vector (plus a fixed seeded vector) until the
+    ``StoppingRule(max_iterations, tol)`` holds. Each local norm is capped by the layer's global bound, replaced by
     it where the layer did not converge or masks nothing; a sample whose layers did not
     all converge and that is still not certified is reported 'not converged'. The first
     two stages only save time: the local bound certifies whatever the global one does,
@@ -62,7 +62,7 @@ def certify(model, x, y=None, epsilon=None, tol=1e-3, rtol=1e-5, patience=5,
         model: a ``LocalGloroNet``. x: inputs (B, ...). y: optional labels; a wrong
             prediction is then never certified ('wrong class').
         epsilon: radius (default ``model.epsilon``).
-        tol, rtol, patience, max_iterations: the local ``StoppingRule``.
+        tol, max_iterations: the local ``StoppingRule``.
         attack_steps: PGD steps of the attack stage (0 disables the stage).
         progress: show a progress bar (default: when there is more than one batch).
         seed: seed of the local start vectors and of PGD.
@@ -75,10 +75,10 @@ def certify(model, x, y=None, epsilon=None, tol=1e-3, rtol=1e-5, patience=5,
         NaN or Inf in a weight or a bound.
     """
     epsilon = _epsilon(model, epsilon)
-    rule = StoppingRule(int(max_iterations), tol, rtol, int(patience)).check()
+    rule = StoppingRule(int(max_iterations), tol).check()
     x, y = check_inputs(model, x, y)
-    return certify_checked(model, x, y, epsilon, sound_global_norms(model.network), rule,
-                           attack_steps, cheap_stages, batch_size, progress, seed)
+    return certify_checked(model, x, y, epsilon, certificate_globals(model.network, seed),
+                           rule, attack_steps, cheap_stages, batch_size, progress, seed)
 
 
 def _epsilon(model, epsilon):
@@ -86,9 +86,9 @@ def _epsilon(model, epsilon):
                                else epsilon).numpy())
 
 
-def certify_checked(model, x, y, epsilon, global_sigmas, rule, attack_steps=20,
+def certify_checked(model, x, y, epsilon, globals_, rule, attack_steps=20,
                     cheap_stages=True, batch_size=256, progress=None, seed=0):
-    """``certify`` on validated arrays with the sound ``global_sigmas`` already computed
+    """``certify`` on validated arrays with the ``CertificateGlobals`` already computed
     (``evaluate`` shares them between its stages)."""
     passes = {"global": bound_pass(model.network, "global"),
               "local": bound_pass(model.network, "local", model.local_layers, rule, seed)}
@@ -98,16 +98,15 @@ def certify_checked(model, x, y, epsilon, global_sigmas, rule, attack_steps=20,
     for begin in tqdm(batches, desc="certify", disable=not show, unit="batch"):
         labels = None if y is None else y[begin:begin + batch_size]
         parts.append(_certify_batch(model, passes, x[begin:begin + batch_size], labels,
-                                    epsilon, global_sigmas,
+                                    epsilon, globals_,
                                     attack_steps if cheap_stages else 0, cheap_stages,
                                     seed + begin))
     fields = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     return Certificate(epsilon=epsilon, global_lipschitz=np.full(
-        x.shape[0], np.prod(global_sigmas), np.float32), **fields)
+        x.shape[0], np.prod(globals_.sigmas), np.float32), **fields)
 
 
-def _certify_batch(model, passes, x, y, epsilon, global_sigmas, attack_steps,
-                   cheap_stages, seed):
+def _certify_batch(model, passes, x, y, epsilon, globals_, attack_steps, cheap_stages, seed):
     batch = x.shape[0]
     logits = _finite(logits_pass(model.network)(x), "logits")
     prediction = np.argmax(logits, -1).astype(np.int32)
@@ -122,7 +121,8 @@ def _certify_batch(model, passes, x, y, epsilon, global_sigmas, attack_steps,
     iterations = np.zeros((batch, len(model.local_layers)), np.int32)
 
     def decide(name, rows):
-        out = passes[name](x[rows], epsilon, global_sigmas, prediction[rows])
+        out = passes[name](x[rows], epsilon, globals_.sigmas, prediction[rows],
+                           globals_.vectors)
         bottom = _finite(out["bottom"], "bound")
         top = np.take_along_axis(out["logits"], prediction[rows, None], 1)[:, 0]
         ok = top > bottom

@@ -3,7 +3,7 @@ import keras
 import tensorflow as tf
 
 from gloro_local.bounds import (GlobalNorms, SeamNetwork, StoppingRule, check_bound,
-                                check_epsilon, compute_margins, fixed_start, random_start)
+                                check_epsilon, compute_margins, random_start, warm_start)
 from gloro_local.models.bound_queries import BoundQueries
 from gloro_local.models.state import ModelState
 from gloro_local.models.training_steps import TrainingSteps
@@ -14,7 +14,7 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
     """A classifier ``f`` with a certified bottom logit: ``model(x) = [z, bottom]``.
 
     For input x, radius eps and reference class j (the prediction at inference, the label
-    in training), bounds are propagated through the hidden layers (DESIGN.md section 5)
+    in training), bounds are propagated through the hidden layers (docs/design.md)
     and the logit layer's worst case is taken over the ball of radius
         r(x) = eps * prod_{l<L} sigma_l(x)
     intersected with the penultimate box:
@@ -39,7 +39,7 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
             (None: exact); inference is always exact.
         local_layers: indices (into the hidden linear layers) that get per-sample norms;
             the others use their global norm. None: all.
-        lam_sparse, lam_theta: weights of the sparsity hinge (DESIGN.md section 5).
+        lam_sparse, lam_theta: weights of the sparsity hinge (docs/design.md).
         seed: seed of the random power-iteration start vectors.
         training_dtype: dtype of the box propagation and power iteration in training
             steps: 'float32', or 'bfloat16' (2-8x faster convolutions on CPUs with AMX or
@@ -106,9 +106,9 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
 
     def starts(self, batch, index=None, training=False):
         """Per hidden layer: stored vectors (store attached and index given), fresh random
-        vectors (other local layers in training), the fixed vector of seed (``seed``,
-        layer) outside training (a sample's result never depends on its batch), or None
-        (layers that use their global norm)."""
+        vectors (other local layers in training), a warm start from the stored global
+        vector outside training (the same for every sample), or None (layers that use
+        their global norm)."""
         stored = self.store.gather(index) if (self.store and index is not None) else None
         starts = []
         for k, (_, shape) in enumerate(self.network.hidden_layers()):
@@ -119,16 +119,17 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
             elif training:
                 starts.append(random_start(shape, batch))
             else:
-                starts.append(fixed_start(shape, batch, (self.seed, k)))
+                starts.append(warm_start(self.global_norms.iterates[k], batch,
+                                         (self.seed, k)))
         return starts
 
-    def margins(self, x, reference=None, training=False, index=None, global_sigmas=None):
-        """The bound pass of ``bound`` at the current epsilon (``Margins``)."""
+    def margins(self, x, reference=None, training=False, index=None):
+        """The bound pass of ``bound`` at the current epsilon (``Margins``), with the
+        stored global estimates (warm-started ``power_iterations`` steps in training)."""
         x = self.network.check_input(x)
         epsilon = tf.cast(self.state.epsilon, self.training_dtype if training else "float32")
-        if global_sigmas is None:
-            global_sigmas = self.global_norms.norms(
-                self.hidden_seams(), self.power_iterations if training else 0)
+        global_sigmas = self.global_norms.norms(self.hidden_seams(),
+                                                self.power_iterations if training else 0)
         if training:
             budget = dict(budget=self.power_iterations, worst_steps=self.worst_logit_steps,
                           capped=False)

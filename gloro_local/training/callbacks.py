@@ -134,7 +134,7 @@ class ConvergeGlobalNorms(keras.callbacks.Callback):
         rule: the ``StoppingRule`` of the global iteration.
     """
 
-    def __init__(self, rule=StoppingRule(max_iterations=2000, tol=1e-4, rtol=1e-6)):
+    def __init__(self, rule=StoppingRule(max_iterations=2000, tol=1e-4)):
         super().__init__()
         self.rule = rule.check()
 
