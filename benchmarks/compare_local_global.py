@@ -57,6 +57,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default=os.path.normpath(DEFAULT_DATA))
     p.add_argument("--output", default="compare_local_global.json")
+    p.add_argument("--save_dir", default=None,
+                   help="if set, saves each trained model as "
+                        "<save_dir>/<arch>_<bound>_eps<eps>.keras")
     p.add_argument("--verbose", type=int, default=2, help="keras fit verbosity")
     args = p.parse_args(argv)
     if args.extra_epsilons is None:
@@ -100,6 +103,11 @@ def run_epsilon(args, epsilon, x_test, y_test, input_shape, num_classes):
         print(f"\n=== {args.arch}  eps={epsilon}  bound={bound}: training "
               f"{args.epochs} epochs ===", flush=True)
         model, seconds, logs = train_one(args, bound, epsilon, input_shape, num_classes)
+        if args.save_dir:
+            os.makedirs(args.save_dir, exist_ok=True)
+            path = os.path.join(args.save_dir, f"{args.arch}_{bound}_eps{epsilon}.keras")
+            model.save(path)
+            print(f"saved {path}", flush=True)
         begin = time.perf_counter()
         report = gl.evaluate(model, (x_test, y_test), epsilon, pgd_steps=args.pgd_steps,
                              lower_bound_points=0, progress=False, seed=args.seed,

@@ -74,7 +74,7 @@ def pgd_l2(classifier, x, y, epsilon, steps=100, step_size=None, restarts=1,
     Returns:
         (x_adv, broken): adversarial inputs and a (B,) bool mask of misclassified ones.
     """
-    epsilon = check_epsilon(epsilon)
+    epsilon = tf.cast(check_epsilon(epsilon), tf.float32)  # attacks run in float32
     if step_size is not None and not step_size > 0:
         raise ValueError(f"step_size must be > 0, got {step_size}.")
     if int(steps) < 0 or int(restarts) < 1:

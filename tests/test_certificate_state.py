@@ -103,6 +103,7 @@ def test_floatx_float64_gives_the_same_certificates(trained):
         keras.config.set_floatx("float64")
         keras.config.set_dtype_policy("float64")
         same(model.certify(x, cheap_stages=False), reference)
+        np.testing.assert_array_equal(model.certify(x).certified, reference.certified)
         built_in_float64 = gl.LocalGloroNet(classifier(), epsilon=0.08)
         built_in_float64.set_weights(model.get_weights())
         assert built_in_float64.f.layers[0].kernel.dtype == "float64"
@@ -144,3 +145,51 @@ def test_cheap_stages_and_repeated_runs_agree(trained):
     for _ in range(2):
         full = model.certify(x)
         np.testing.assert_array_equal(full.certified, reference.certified)
+
+
+def test_lipschitz_bounds_are_the_certificates_numbers_for_any_model_seed(trained):
+    model, x, _ = trained
+    copy = fresh_copy(model, seed=3)
+    bounds = copy.lipschitz_bounds(x[:40], converge=True)
+    certificate = copy.certify(x[:40], attack_steps=0, cheap_stages=False)
+    np.testing.assert_allclose(certificate.lipschitz, bounds["local"], rtol=1e-6)
+
+
+def test_monitoring_bounds_keep_their_local_estimates(trained):
+    model, x, _ = trained
+    quick = model.lipschitz_bounds(x, converge=False)
+    assert not quick["converged"].any()  # a fixed number of steps
+    assert np.mean(quick["local"] < quick["global"] * 0.99) > 0.3
+
+
+def rescaled_network(scale):
+    """The same function for every scale: layer 1 times ``scale``, layers 2 and 3 times
+    scale^-1/2 (Dense(4) ReLU Dense(4) ReLU Dense(4) ReLU Dense(2) on the plane)."""
+    f = keras.Sequential([keras.Input((2,)), Dense(4), ReLU(), Dense(4), ReLU(), Dense(4),
+                          ReLU(), Dense(2)])
+    f.layers[0].kernel.assign(np.array([[1, -1, 0, 0], [0, 0, 1, -1]], np.float32) * scale)
+    for index in (2, 4):
+        f.layers[index].kernel.assign(np.eye(4, dtype=np.float32) / np.sqrt(scale))
+    f.layers[6].kernel.assign(np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], np.float32))
+    return f
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-20, 1e20])
+def test_extreme_weight_scales_never_certify_a_broken_point(scale):
+    """float32 squares of weights around 1e-20 underflow to 0; neither the ball radii nor
+    the power iteration may then collapse a bound (a reproduced failure certified every
+    point)."""
+    eps = 0.3
+    x = np.random.default_rng(0).uniform(-1, 1, (200, 2)).astype(np.float32)
+    f = rescaled_network(scale)
+    angles = np.linspace(0, 2 * np.pi, 1441)
+    circle = x[:, None, :] + eps * np.stack([np.cos(angles), np.sin(angles)], -1)[None]
+    prediction = np.argmax(f(x), -1)
+    broken = np.any(np.argmax(f(circle.reshape(-1, 2)), -1).reshape(len(x), -1)
+                    != prediction[:, None], axis=1)
+    assert broken.sum() > 50
+    reference = gl.LocalGloroNet(rescaled_network(1.0), eps).certify(x, attack_steps=0)
+    certificate = gl.LocalGloroNet(f, eps).certify(x, attack_steps=0, cheap_stages=False)
+    assert not np.any(certificate.certified & broken)
+    assert np.all(certificate.certified <= reference.certified | (reference.reason == "local"))
+    assert certificate.certified.sum() >= 0.9 * reference.certified.sum()

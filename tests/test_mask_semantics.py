@@ -129,3 +129,31 @@ def test_logit_layers_the_bound_cannot_handle_are_refused(layers, message):
 def test_thresholds_must_start_finite(make):
     with pytest.raises(ValueError, match="Received"):
         make()
+
+
+@pytest.mark.parametrize("make", [lambda: Flatten(data_format="channels_first"),
+                                  lambda: keras.layers.Flatten(data_format="channels_first")])
+def test_channels_first_flatten_is_refused(make):
+    """Flatten(channels_first) transposes before it flattens: not a pure reshape, so a row
+    mask reshaped back would delete rows that move."""
+    with pytest.raises(ValueError, match="channels_last"):
+        f = keras.Sequential([keras.Input((3, 2)), Dense(2), make(), ReLU(), Dense(2)])
+        gl.LocalGloroNet(f, 0.1)
+
+
+def test_layers_created_under_channels_first_are_refused():
+    try:
+        keras.config.set_image_data_format("channels_first")
+        for make in (lambda: Conv2D(2, 3), lambda: Flatten()):
+            with pytest.raises(ValueError, match="channels_last"):
+                make()
+    finally:
+        keras.config.set_image_data_format("channels_last")
+
+
+def test_quantized_layers_are_refused():
+    f = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6), ReLU(), Dense(3)])
+    model = gl.LocalGloroNet(f, 0.1)
+    f.layers[0].quantize("int8")
+    with pytest.raises(ValueError, match="quantized"):
+        model.certify(np.zeros((2, 4), np.float32))

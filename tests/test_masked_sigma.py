@@ -126,3 +126,35 @@ def test_global_norms_few_iterations_stay_below_svd():
         assert np.all(sigmas <= np.array(exact) * (1 + 1e-5))
         assert np.all(sigmas >= previous * (1 - 1e-5))  # power iteration never goes down
         previous = sigmas
+
+
+def test_a_start_in_the_null_space_is_never_reported_as_sigma_zero():
+    """K has norm sqrt(2) and null space (1, -1, 0): an iterate that collapses to 0 must
+    come back not converged (the certificate then uses the global bound), not sigma 0."""
+    layer = Dense(2, use_bias=False)
+    layer.build((None, 3))
+    layer.kernel.assign(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]], np.float32))
+    start = tf.constant([[1.0, -1.0, 0.0]]) / np.sqrt(2.0)
+    result = power_iteration(MaskedOperator(layer, (3,)), start, tight_rule())
+    assert not bool(result.converged[0])
+
+
+def test_an_operator_the_masks_delete_entirely_has_exact_sigma_zero():
+    layer, input_shape = build("dense")
+    out_mask = np.zeros((BATCH, 9), np.float32)
+    result = power_iteration(MaskedOperator(layer, input_shape, None, out_mask),
+                             start(input_shape, 6), tight_rule())
+    assert np.all(np.asarray(result.converged))
+    np.testing.assert_array_equal(result.sigma, np.zeros(BATCH))
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e12])
+def test_tiny_and_huge_norms_converge_without_underflow(scale):
+    """The step normalises A u before the adjoint, so no intermediate is at sigma^2."""
+    layer, input_shape = build("dense")
+    exact = np.linalg.svd(explicit_matrix(layer.linear, input_shape), compute_uv=False)[0]
+    layer.kernel.assign(layer.kernel.numpy() * scale)
+    result = power_iteration(MaskedOperator(layer, input_shape), start(input_shape, 7),
+                             tight_rule())
+    assert np.all(np.asarray(result.converged))
+    np.testing.assert_allclose(result.sigma, exact * scale, rtol=1e-4)

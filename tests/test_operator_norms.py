@@ -138,3 +138,13 @@ def test_bad_arguments_are_rejected(call, message):
     with pytest.raises(ValueError, match=message) as error:
         call()
     assert "Received" in str(error.value)
+
+
+def test_stride_two_bound_takes_the_smaller_torus():
+    """A pinned value (the reviewer's case): the torus sized by the output count is
+    tighter here than the one sized by the input support; both are sound."""
+    kernel = np.array([-0.5, 0.4, 1.3, 0.9]).reshape(4, 1, 1, 1)
+    bound = conv2d_norm_bound(kernel, (4, 1, 1), (2, 1), "same")
+    exact = exact_conv_norm(kernel, (4, 1, 1), (2, 1), "same")
+    assert bound >= exact
+    np.testing.assert_allclose(bound, 1.78887, rtol=2e-5)  # input-support torus: 1.86817

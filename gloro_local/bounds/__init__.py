@@ -9,7 +9,7 @@ from gloro_local.bounds.power_iteration import (MaskedOperator, PowerIterationRe
                                                 StoppingRule, normalize, power_iteration)
 from gloro_local.bounds.propagation import ActivationBox, Propagation, propagate
 from gloro_local.bounds.sound_norms import (CertificateGlobals, certificate_globals,
-                                            check_finite_weights, sound_global_norms)
+                                            check_weights, sound_global_norms)
 from gloro_local.bounds.start_vectors import (fixed_start, random_start, top_singular_vectors,
                                               warm_start)
 from gloro_local.bounds.worst_logits import (bottom_logit, pair_directions, worst_logits,
@@ -18,7 +18,7 @@ from gloro_local.bounds.worst_logits import (bottom_logit, pair_directions, wors
 __all__ = ["ActivationBox", "BOUNDS", "CertificateGlobals", "GlobalNorms", "Margins",
            "MaskedOperator", "PowerIterationResult", "Propagation", "SeamNetwork",
            "StoppingRule", "bottom_logit", "bound_pass", "certificate_globals",
-           "check_bound", "check_epsilon", "check_finite_weights", "compute_margins",
+           "check_bound", "check_epsilon", "check_weights", "compute_margins",
            "fixed_start", "local_norms", "logits_pass", "normalize", "pair_directions",
            "power_iteration", "propagate", "random_start", "sound_global_norms",
            "top_singular_vectors", "warm_start", "worst_logits", "worst_offsets"]

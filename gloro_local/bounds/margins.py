@@ -4,7 +4,7 @@ from typing import List, NamedTuple, Optional
 import tensorflow as tf
 
 from gloro_local.bounds.local_norms import local_norms
-from gloro_local.bounds.power_iteration import PowerIterationResult
+from gloro_local.bounds.power_iteration import PowerIterationResult, StoppingRule
 from gloro_local.bounds.propagation import Propagation, forward, propagate
 from gloro_local.bounds.worst_logits import bottom_logit, pair_directions, worst_offsets
 from gloro_local.layers import BoundState
@@ -51,10 +51,12 @@ def _fully_varying(mask, batch):
     return tf.reduce_min(mask, axis=tf.range(1, tf.rank(mask))) > 0.0
 
 
-def capped_sigmas(power, global_per_sample, propagation, batch):
-    """The norms a certificate may use, per hidden layer: the global bound where the
-    layer's power iteration did not converge or where no neuron of the layer is masked
-    (the operator is then A itself), else min(estimate, global bound)."""
+def capped_sigmas(power, global_per_sample, propagation, batch, require_converged=True):
+    """The norms a certificate may use, per hidden layer: the global bound where no neuron
+    of the layer is masked (the operator is then A itself) or, with
+    ``require_converged``, where the layer's power iteration did not converge; else
+    min(estimate, global bound). Without ``require_converged`` (a fixed number of steps:
+    monitoring) every estimate is kept, capped."""
     sigmas = []
     for p, g, in_mask, out_mask in zip(power, global_per_sample, propagation.in_masks,
                                        propagation.out_masks):
@@ -63,7 +65,8 @@ def capped_sigmas(power, global_per_sample, propagation, batch):
             continue
         unmasked = tf.logical_and(_fully_varying(in_mask, batch),
                                   _fully_varying(out_mask, batch))
-        use_global = tf.logical_or(unmasked, tf.logical_not(p.converged))
+        use_global = (tf.logical_or(unmasked, tf.logical_not(p.converged))
+                      if require_converged else unmasked)
         sigmas.append(tf.where(use_global, g, tf.minimum(tf.cast(p.sigma, g.dtype), g)))
     return sigmas
 
@@ -104,7 +107,8 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
     sigmas = global_per_sample
     if bound == "local":
         power = local_norms(network, propagation, starts, budget)
-        sigmas = (capped_sigmas(power, global_per_sample, propagation, batch) if capped
+        sigmas = (capped_sigmas(power, global_per_sample, propagation, batch,
+                                isinstance(budget, StoppingRule)) if capped
                   else [g if p is None else p.sigma for p, g in zip(power, global_per_sample)])
     lipschitz = _product(sigmas, batch, dtype)
     logit_layer = network.logit_layer

@@ -90,12 +90,30 @@ class MaskedOperator:
                                                   self.input_shape), self.in_mask)
 
     def step(self, u):
-        """(u', sigma) with sigma = ||M_out A u|| and u' = M_in A^T M_out A u / ||.||, for u
-        with u = M_in u (as ``start`` returns); masks already applied are not applied
-        again."""
+        """(u', sigma, collapsed) for u with u = M_in u (as ``start`` returns): sigma =
+        ||v|| with v = M_out A u, and u' = M_in A^T (v / ||v||) / ||.||. Normalising v
+        before the adjoint keeps every intermediate at the scale of sigma, never sigma^2
+        (which under- or overflows float32 for norms outside about 1e-19 .. 1e19).
+        ``collapsed`` marks samples whose v or A^T v vanished or overflowed: their u' is 0
+        and tells nothing about the norm."""
         v = _masked(self.seam.linear(u), self.out_mask)
-        return (normalize(_masked(self.seam.linear_transpose(v, self.input_shape),
-                                  self.in_mask)), norms(v))
+        sigma = norms(v)
+        w = _masked(self.seam.linear_transpose(normalize(v), self.input_shape), self.in_mask)
+        length = norms(w)
+        collapsed = tf.logical_not(tf.logical_and(
+            tf.logical_and(sigma > 0.0, length > 0.0),
+            tf.logical_and(tf.math.is_finite(sigma), tf.math.is_finite(length))))
+        return normalize(w), sigma, collapsed
+
+    def trivial(self, batch):
+        """(B,) True where a mask deletes every input or every output: the masked operator
+        is 0 and sigma = 0 is exact."""
+        empty = tf.zeros([batch], tf.bool)
+        for mask in (self.in_mask, self.out_mask):
+            if mask is not None:
+                empty = tf.logical_or(
+                    empty, tf.reduce_max(mask, axis=tf.range(1, tf.rank(mask))) <= 0.0)
+        return empty
 
     def start(self, u):
         """Masks ``u`` and normalises it; a sample whose masked vector vanished (a warm
@@ -134,18 +152,25 @@ def power_iteration(operator, u, budget):
         return PowerIterationResult(operator.sigma(u), u, tf.fill([batch], int(budget)),
                                     tf.zeros([batch], tf.bool))
     tol = tf.constant(budget.tol, u.dtype)
+    trivial = operator.trivial(batch)
 
-    def cond(t, u, steps, done):
+    def cond(t, u, steps, done, failed):
         return tf.logical_and(t < budget.max_iterations,
                               tf.logical_not(tf.reduce_all(done)))
 
-    def body(t, u, steps, done):
-        new_u = tf.stop_gradient(operator.step(u)[0])
+    def body(t, u, steps, done, failed):
+        new_u, _, collapsed = operator.step(u)
+        new_u = tf.stop_gradient(new_u)
         moved = norms(new_u - u)
+        active = tf.logical_not(done)
         u = tf.where(_broadcast(done, u), u, new_u)
-        steps = steps + tf.cast(tf.logical_not(done), tf.int32)
-        return t + 1, u, steps, tf.logical_or(done, moved <= tol)
+        steps = steps + tf.cast(active, tf.int32)
+        failed = tf.logical_or(failed, active & collapsed & tf.logical_not(trivial))
+        done = tf.logical_or(done, tf.logical_or(moved <= tol, failed))
+        return t + 1, u, steps, done, failed
 
-    _, u, steps, done = tf.while_loop(
-        cond, body, [tf.constant(0), u, tf.zeros([batch], tf.int32), tf.zeros([batch], tf.bool)])
-    return PowerIterationResult(operator.sigma(u), u, steps, done)
+    false = tf.zeros([batch], tf.bool)
+    _, u, steps, done, failed = tf.while_loop(
+        cond, body, [tf.constant(0), u, tf.zeros([batch], tf.int32), false, false])
+    return PowerIterationResult(operator.sigma(u), u, steps,
+                                tf.logical_and(done, tf.logical_not(failed)))

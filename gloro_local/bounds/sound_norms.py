@@ -6,11 +6,18 @@ import tensorflow as tf
 
 from gloro_local.bounds.start_vectors import top_singular_vectors
 
+SAFE_RANGE = (1e-30, 1e30)
 
-def check_finite_weights(layers):
-    """FloatingPointError when a weight of ``layers`` is NaN or Inf: no bound is computed
-    from it, and nothing is silently replaced by 0."""
+
+def check_weights(layers):
+    """FloatingPointError when a weight of ``layers`` is NaN or Inf (no bound is computed
+    from it, and nothing is silently replaced by 0); ValueError for a quantized layer,
+    whose kernel is not the weight the bounds read."""
     for layer in layers:
+        if getattr(layer, "quantization_mode", None) is not None:
+            raise ValueError(f"Layer {layer.name!r} is quantized "
+                             f"({layer.quantization_mode}); gloro_local bounds need float "
+                             "kernels.")
         for weight in layer.weights:
             if not np.all(np.isfinite(np.asarray(weight.numpy()))):
                 raise FloatingPointError(f"The model's weight {weight.path!r} contains NaN "
@@ -23,8 +30,14 @@ def sound_global_norms(network):
     the circular-embedding bound), each with a rounding margin. These, never
     power-iteration estimates, are the global norms that enter a certificate: the ball
     radius that clips the boxes, the global stage, and the cap on every local norm."""
-    check_finite_weights(network.layers)
-    return [float(seam.norm_upper_bound(shape)) for seam, shape in network.hidden_layers()]
+    check_weights(network.layers)
+    norms = [float(seam.norm_upper_bound(shape)) for seam, shape in network.hidden_layers()]
+    for k, norm in enumerate(norms):
+        if norm and not SAFE_RANGE[0] <= norm <= SAFE_RANGE[1]:
+            raise FloatingPointError(
+                f"Hidden layer {k} has norm {norm:.3g}, outside {SAFE_RANGE}: float32 bound "
+                "arithmetic at that scale under- or overflows; rescale the weights.")
+    return norms
 
 
 class CertificateGlobals(NamedTuple):

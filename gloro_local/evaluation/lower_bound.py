@@ -89,7 +89,7 @@ def lipschitz_lower_bound(classifier, x, epsilon, classes, steps=100, restarts=4
     Returns:
         (B,) numpy array of lower bounds.
     """
-    epsilon = check_epsilon(epsilon)
+    epsilon = tf.cast(check_epsilon(epsilon), tf.float32)  # the search runs in float32
     step_size = epsilon / 4.0 if step_size is None else tf.constant(step_size, epsilon.dtype)
     x = tf.convert_to_tensor(x, epsilon.dtype)
     pairs = tf.convert_to_tensor(np.asarray(classes, np.int32))
@@ -108,13 +108,14 @@ def lipschitz_lower_bound(classifier, x, epsilon, classes, steps=100, restarts=4
 
 
 def lipschitz_gap(model, x, epsilon=None, steps=100, restarts=4, rule=StoppingRule(),
-                  seed=0, globals_=None):
+                  seed=None, globals_=None):
     """Lower (``lipschitz_lower_bound``) and upper (the certificate's local bound, with
     the local ``rule`` and the ``CertificateGlobals``, computed when not given)
     Lipschitz constants of the margin between the predicted class j and the runner-up i
     at x."""
     epsilon = check_epsilon(float(model.epsilon.numpy()) if epsilon is None else epsilon)
     x, _ = check_inputs(model, x)
+    seed = model.seed if seed is None else int(seed)
     if globals_ is None:
         globals_ = certificate_globals(model.network, seed)
     logits = model.f(x).numpy()

@@ -114,7 +114,7 @@ def _logits(classifier, x, batch_size):
 
 def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
              max_iterations=2000, batch_size=256, lower_bound_points=100,
-             clip=(0.0, 1.0), progress=True, seed=0, bound_points=None, global_bound=True):
+             clip=(0.0, 1.0), progress=True, seed=None, bound_points=None, global_bound=True):
     """Evaluates ``model`` on labelled ``data`` at radius ``epsilon`` (default
     ``model.epsilon``). Stages, each timed; the sound global norms and top singular
     vectors (``certificate_globals``) are computed once and shared by every stage:
@@ -134,6 +134,7 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
     epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
                                   else epsilon).numpy())
     rule = StoppingRule(int(max_iterations), tol).check()
+    seed = model.seed if seed is None else int(seed)
     x, y = check_inputs(model, *_arrays(data))
     n, seconds = x.shape[0], {}
     globals_ = certificate_globals(model.network, seed)

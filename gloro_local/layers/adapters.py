@@ -6,7 +6,7 @@ from gloro_local.layers.dense import DenseSeam
 from gloro_local.layers.relu import ReLU
 from gloro_local.layers.seam import (ActivationSeam, ElementwiseActivation, LinearSeam,
                                      ShapeSeam)
-from gloro_local.layers.validation import reject_unsupported
+from gloro_local.layers.validation import reject_unsupported, require_channels_last
 
 
 class _KerasLayerAdapter:
@@ -61,6 +61,7 @@ def as_seam(layer):
             layer, "activation", "data_format", "dilation_rate", "groups"))
         return KerasConv2DAdapter(layer)
     if type(layer) is keras.layers.Flatten:
+        require_channels_last(layer)
         return KerasFlattenAdapter(layer)
     if type(layer) is keras.layers.ReLU:
         config = layer.get_config()

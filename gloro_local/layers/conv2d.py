@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from gloro_local.layers.operator_norms import conv2d_norm_bound
 from gloro_local.layers.seam import LinearSeam, cast_like
-from gloro_local.layers.validation import reject_unsupported
+from gloro_local.layers.validation import reject_unsupported, require_channels_last
 
 
 class Conv2DSeam(LinearSeam):
@@ -36,7 +36,9 @@ class Conv2DSeam(LinearSeam):
         return self._conv(r, tf.abs(cast_like(self.kernel, r)))
 
     def row_norms(self):
-        return tf.norm(tf.reshape(self.kernel, [-1, self.kernel.shape[-1]]), axis=0)
+        """In float64, so that tiny weights cannot underflow their squares to 0."""
+        kernel = tf.cast(self.kernel, tf.float64)
+        return tf.norm(tf.reshape(kernel, [-1, kernel.shape[-1]]), axis=0)
 
     def add_bias(self, z):
         return z + cast_like(self.bias, z) if self.use_bias else z
@@ -59,3 +61,4 @@ class Conv2D(Conv2DSeam, keras.layers.Conv2D):
     def __init__(self, filters, kernel_size, **kwargs):
         reject_unsupported(type(self).__name__, kwargs)
         super().__init__(filters, kernel_size, **kwargs)
+        require_channels_last(self)

@@ -26,7 +26,8 @@ class DenseSeam(LinearSeam):
         return tf.matmul(r, tf.abs(cast_like(self.kernel, r)))
 
     def row_norms(self):
-        return tf.norm(self.kernel, axis=0)
+        """In float64, so that tiny weights cannot underflow their squares to 0."""
+        return tf.norm(tf.cast(self.kernel, tf.float64), axis=0)
 
     def add_bias(self, z):
         return z + cast_like(self.bias, z) if self.use_bias else z

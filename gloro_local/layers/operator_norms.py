@@ -90,7 +90,9 @@ def conv2d_norm_bound(kernel, input_shape, strides, padding):
         raise ValueError("'valid' padding needs an input at least as large as the kernel. "
                          f"Received: input_shape={input_shape}, kernel shape {kernel.shape}")
     axes = [_axis(n, k, s, same) for n, k, s in zip(input_shape, kernel.shape, strides)]
-    circular = _circular_bound(*_polyphase(kernel, axes, strides))
+    merged, support = _polyphase(kernel, axes, strides)
+    circular = min(_circular_bound(merged, support),
+                   _circular_bound(merged, [out for _, out, _ in axes]))
     covers = [min(-(-k // s), out) for k, s, (_, out, _) in zip(kernel.shape, strides, axes)]
     matrix = kernel.reshape(-1, kernel.shape[-1])
     windows = math.sqrt(covers[0] * covers[1]) * _top_singular_values(matrix[None])[0]
@@ -124,9 +126,12 @@ def _polyphase(kernel, axes, strides):
 
 
 def _circular_bound(kernel, support):
-    """max over DFT frequencies of sigma_max(K_hat(w)) on an N_h x N_w torus.
+    """max over DFT frequencies of sigma_max(K_hat(w)) on an N_h x N_w torus with
+    N = support + k - 1 along each axis, where ``support`` is either the number of grid
+    cells the input occupies or the number of outputs (both give sound bounds; the
+    caller takes the smaller).
 
-    Soundness: the full correlation z[a] = sum_p K[p]^T x[a + p] (a in -(k-1) .. n-1
+    Soundness with the input support: the full correlation z[a] = sum_p K[p]^T x[a + p] (a in -(k-1) .. n-1
     covers every non-zero output) equals the circular one on a torus of N >= n + k - 1
     cells holding x at 0 .. n-1 and zeros elsewhere: for such a, a + p lies in
     -(k-1) .. n+k-2, whose cells below 0 wrap to N-k+1 .. N-1 >= n (zeros, as in the
@@ -134,6 +139,9 @@ def _circular_bound(kernel, support):
     n + k - 1 outputs a are distinct on the torus. So the map is a restriction of the
     circular correlation, whose norm is the largest singular value of its DFT symbol
     (np.fft.fft2 gives the conjugate symbol, which has the same singular values).
+    Soundness with the output count m: output i reads the cells i .. i + k - 1 only, all
+    within a window of m + k - 1 cells that never wraps on such a torus; input cells no
+    output reads are zero columns of the map and do not change its norm.
     """
     grid = [n + k - 1 for n, k in zip(support, kernel.shape)]
     symbol = np.fft.fft2(kernel, s=grid, axes=(0, 1))

@@ -10,8 +10,20 @@ def reject_unsupported(name, kwargs):
             "own layer (gloro_local.layers.ReLU, ReLUTheta, MaxMin or ClippedMaxMin)."
         )
     if kwargs.get("data_format") not in (None, "channels_last"):
-        raise ValueError(f"{name} supports data_format='channels_last' only.")
+        raise ValueError(f"{name} supports data_format='channels_last' only. Received: "
+                         f"data_format={kwargs.get('data_format')!r}")
     if kwargs.get("dilation_rate") not in (None, 1, (1, 1), [1, 1]):
         raise ValueError(f"{name} supports dilation_rate=1 only.")
     if kwargs.get("groups") not in (None, 1):
         raise ValueError(f"{name} supports groups=1 only.")
+
+
+def require_channels_last(layer):
+    """ValueError unless the built-or-configured layer uses channels_last (a layer created
+    under keras.config.set_image_data_format('channels_first') would reorder its input,
+    and the bounds would describe a different function)."""
+    data_format = getattr(layer, "data_format", "channels_last")
+    if data_format != "channels_last":
+        raise ValueError(f"{type(layer).__name__} {layer.name!r} uses data_format="
+                         f"{data_format!r}; gloro_local supports 'channels_last' only "
+                         "(keras.config.set_image_data_format('channels_last')).")

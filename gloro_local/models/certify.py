@@ -37,7 +37,7 @@ def check_inputs(model, x, y=None):
 
 
 def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attack_steps=20,
-            cheap_stages=True, batch_size=256, progress=None, seed=0):
+            cheap_stages=True, batch_size=256, progress=None, seed=None):
     """Certifies each sample of ``x`` against l2 perturbations of size ``epsilon``.
 
     Every global norm is a sound upper bound (``sound_global_norms``), computed once from
@@ -65,7 +65,7 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
         tol, max_iterations: the local ``StoppingRule``.
         attack_steps: PGD steps of the attack stage (0 disables the stage).
         progress: show a progress bar (default: when there is more than one batch).
-        seed: seed of the local start vectors and of PGD.
+        seed: seed of the start vectors and of PGD (default ``model.seed``).
 
     Returns:
         a ``Certificate``.
@@ -75,6 +75,7 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
         NaN or Inf in a weight or a bound.
     """
     epsilon = _epsilon(model, epsilon)
+    seed = model.seed if seed is None else int(seed)
     rule = StoppingRule(int(max_iterations), tol).check()
     x, y = check_inputs(model, x, y)
     return certify_checked(model, x, y, epsilon, certificate_globals(model.network, seed),

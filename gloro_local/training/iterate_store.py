@@ -1,5 +1,4 @@
 """Per-sample power-iteration vectors kept across epochs (the paper's "saved u")."""
-import numpy as np
 import tensorflow as tf
 
 
@@ -37,10 +36,6 @@ class IterateStore:
             self.tables.append(tf.Variable(initial, trainable=False,
                                            name=f"stored_iterate_{k}",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
-
-    @staticmethod
-    def bytes_needed(num_samples, input_shapes):
-        return 2 * num_samples * sum(int(np.prod(s)) for s in input_shapes if s is not None)
 
     def check_index(self, index):
         index = tf.reshape(tf.cast(index, tf.int64), [-1])
