@@ -82,6 +82,18 @@ class MaskedOperator:
         self.in_mask = in_mask
         self.out_mask = out_mask
 
+    def masks(self):
+        """The masks that are set, as a tuple (for loops that carry them)."""
+        return tuple(m for m in (self.in_mask, self.out_mask) if m is not None)
+
+    def with_masks(self, masks):
+        """The same operator with ``masks`` (as ``masks()`` returns, e.g. a subset of the
+        samples) in place of its own."""
+        masks = list(masks)
+        in_mask = masks.pop(0) if self.in_mask is not None else None
+        out_mask = masks.pop(0) if self.out_mask is not None else None
+        return MaskedOperator(self.seam, self.input_shape, in_mask, out_mask)
+
     def forward(self, u):
         return _masked(self.seam.linear(_masked(u, self.in_mask)), self.out_mask)
 
@@ -105,6 +117,15 @@ class MaskedOperator:
             tf.logical_and(tf.math.is_finite(sigma), tf.math.is_finite(length))))
         return normalize(w), sigma, collapsed
 
+    def gram_step(self, u):
+        """M_in A^T M_out A u / ||.|| for u with u = M_in u: the training step. Two
+        operator applications, one mask product on each side and one normalisation:
+        nothing else passes over the activation-sized tensors (no sigma, no collapse
+        check: a fixed-budget estimate is never a certificate)."""
+        v = _masked(self.seam.linear(u), self.out_mask)
+        return normalize(_masked(self.seam.linear_transpose(v, self.input_shape),
+                                 self.in_mask))
+
     def trivial(self, batch):
         """(B,) True where a mask deletes every input or every output: the masked operator
         is 0 and sigma = 0 is exact."""
@@ -120,10 +141,13 @@ class MaskedOperator:
         start supported only on neurons that became constant) restarts from a fixed
         seeded vector, so that it cannot report sigma = 0 for a non-zero operator."""
         u = _masked(u, self.in_mask)
-        fresh = _masked(tf.random.stateless_normal(tf.shape(u), FALLBACK_SEED, dtype=u.dtype),
-                        self.in_mask)
-        empty = _broadcast(norms(u) == 0.0, u)
-        return normalize(tf.where(empty, fresh, u))
+        empty = norms(u) == 0.0
+
+        def restart():
+            fresh = tf.random.stateless_normal(tf.shape(u), FALLBACK_SEED, dtype=u.dtype)
+            return tf.where(_broadcast(empty, u), _masked(fresh, self.in_mask), u)
+
+        return normalize(tf.cond(tf.reduce_any(empty), restart, lambda: u))
 
     def sigma(self, u):
         """||M_out A M_in u|| for unit u, in float32 whatever dtype the iteration ran in;
@@ -137,40 +161,79 @@ class MaskedOperator:
 def power_iteration(operator, u, budget):
     """Runs power iteration on ``operator`` from start vectors ``u`` (B, ...).
 
-    ``budget`` is an int (exactly that many steps for every sample: training) or a
-    ``StoppingRule`` (each sample's vector is frozen once it converged; the loop ends when
-    every sample converged or after ``max_iterations`` steps). Iterations carry no
+    ``budget`` is an int (exactly that many ``gram_step``s for every sample, unrolled:
+    training) or a ``StoppingRule`` (each sample's vector is frozen once it converged and
+    leaves the loop soon after; the loop ends when every sample converged or after
+    ``max_iterations`` steps). Iterations carry no
     gradient; only the final sigma = ||M_out A M_in u|| does (as GloRo does for its global
     bound).
     """
     u = tf.stop_gradient(operator.start(u))
     batch = tf.shape(u)[0]
     if not isinstance(budget, StoppingRule):
-        _, u = tf.while_loop(lambda t, u: t < budget,
-                             lambda t, u: (t + 1, tf.stop_gradient(operator.step(u)[0])),
-                             [tf.constant(0), u])
+        for _ in range(int(budget)):
+            u = tf.stop_gradient(operator.gram_step(u))
         return PowerIterationResult(operator.sigma(u), u, tf.fill([batch], int(budget)),
                                     tf.zeros([batch], tf.bool))
-    tol = tf.constant(budget.tol, u.dtype)
-    trivial = operator.trivial(batch)
+    return _converge(operator, u, budget)
 
-    def cond(t, u, steps, done, failed):
-        return tf.logical_and(t < budget.max_iterations,
-                              tf.logical_not(tf.reduce_all(done)))
 
-    def body(t, u, steps, done, failed):
-        new_u, _, collapsed = operator.step(u)
+COMPACT_FRACTION = 1 / 16
+
+
+def _converge(operator, u, rule):
+    """Per-sample power iteration until ``rule`` holds, on a shrinking batch: a sample
+    that converged (or whose iterate collapsed) is frozen, and once at least
+    ``COMPACT_FRACTION`` of the samples still in the loop are frozen they leave it, so
+    the samples that converge slowly never hold the others' compute. Each sample's steps
+    are those of the plain loop (the operator acts on each sample alone)."""
+    batch = tf.shape(u)[0]
+    tol = tf.constant(rule.tol, u.dtype)
+    masks = operator.masks()
+    false = tf.zeros([batch], tf.bool)
+    live = (tf.range(batch), u, masks, operator.trivial(batch), false, false,
+            tf.zeros([batch], tf.int32))
+    finished = (u, tf.zeros([batch], tf.int32), false, false)
+
+    def step(live):
+        index, u, masks, trivial, done, failed, steps = live
+        new_u, _, collapsed = operator.with_masks(masks).step(u)
         new_u = tf.stop_gradient(new_u)
-        moved = norms(new_u - u)
         active = tf.logical_not(done)
+        moved = norms(new_u - u)
         u = tf.where(_broadcast(done, u), u, new_u)
         steps = steps + tf.cast(active, tf.int32)
         failed = tf.logical_or(failed, active & collapsed & tf.logical_not(trivial))
         done = tf.logical_or(done, tf.logical_or(moved <= tol, failed))
-        return t + 1, u, steps, done, failed
+        return index, u, masks, trivial, done, failed, steps
 
-    false = tf.zeros([batch], tf.bool)
-    _, u, steps, done, failed = tf.while_loop(
-        cond, body, [tf.constant(0), u, tf.zeros([batch], tf.int32), false, false])
+    def retire(live, finished):
+        """Writes every live sample's state into ``finished`` and keeps the unfrozen."""
+        index, u, masks, trivial, done, failed, steps = live
+        rows = index[:, None]
+        finished = tuple(tf.tensor_scatter_nd_update(full, rows, part) for full, part in
+                         zip(finished, (u, steps, done, failed)))
+        keep = tf.where(tf.logical_not(done))[:, 0]
+        live = tf.nest.map_structure(lambda t: tf.gather(t, keep), live)
+        return live, finished
+
+    def cond(t, live, finished):
+        return tf.logical_and(t < rule.max_iterations, tf.size(live[0]) > 0)
+
+    def body(t, live, finished):
+        live = step(live)
+        frozen = tf.reduce_sum(tf.cast(live[4], tf.float32))
+        size = tf.cast(tf.size(live[0]), tf.float32)
+        live, finished = tf.cond(frozen >= tf.maximum(1.0, COMPACT_FRACTION * size),
+                                 lambda: retire(live, finished), lambda: (live, finished))
+        return t + 1, live, finished
+
+    invariants = tf.nest.map_structure(
+        lambda t: tf.TensorShape([None]).concatenate(t.shape[1:]), live)
+    _, live, finished = tf.while_loop(
+        cond, body, (tf.constant(0), live, finished),
+        shape_invariants=(tf.TensorShape([]), invariants,
+                          tf.nest.map_structure(lambda t: t.shape, finished)))
+    _, (u, steps, done, failed) = retire(live, finished)
     return PowerIterationResult(operator.sigma(u), u, steps,
                                 tf.logical_and(done, tf.logical_not(failed)))

@@ -1,0 +1,102 @@
+"""The lean training step and the shrinking certification loop give the plain answers."""
+import importlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gloro_local.bounds import MaskedOperator, StoppingRule, power_iteration
+from gloro_local.layers import Conv2D, Dense
+
+engine = importlib.import_module("gloro_local.bounds.power_iteration")
+
+
+def conv_operator(batch, rng):
+    layer = Conv2D(3, 3, strides=2, padding="same")
+    layer.build((None, 6, 6, 2))
+    in_mask = rng.integers(0, 2, (batch, 6, 6, 2)).astype(np.float32)
+    out_mask = rng.integers(0, 2, (batch, 3, 3, 3)).astype(np.float32)
+    return MaskedOperator(layer, (6, 6, 2), in_mask, out_mask)
+
+
+def test_gram_step_is_the_certification_step_direction():
+    rng = np.random.default_rng(0)
+    operator = conv_operator(5, rng)
+    u = operator.start(tf.constant(rng.standard_normal((5, 6, 6, 2)), tf.float32))
+    np.testing.assert_allclose(operator.gram_step(u), operator.step(u)[0], atol=1e-6)
+
+
+def test_fixed_budget_runs_exactly_that_many_gram_steps():
+    rng = np.random.default_rng(1)
+    operator = conv_operator(4, rng)
+    start = tf.constant(rng.standard_normal((4, 6, 6, 2)), tf.float32)
+    result = power_iteration(operator, start, 3)
+    u = operator.start(start)
+    for _ in range(3):
+        u = operator.step(u)[0]
+    np.testing.assert_allclose(result.u, u, atol=1e-6)
+    np.testing.assert_allclose(result.sigma, operator.sigma(u), rtol=1e-6)
+    assert list(result.iterations.numpy()) == [3] * 4
+
+
+def spread_dense(batch):
+    """A Dense layer with singular values 1, 0.99, 0.5, ...: samples whose mask keeps the
+    first two input directions converge slowly, the others in a few steps."""
+    rng = np.random.default_rng(2)
+    left, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    values = np.array([1.0, 0.99, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    layer = Dense(8, use_bias=False)
+    layer.build((None, 8))
+    layer.kernel.assign((np.eye(8) * values @ left.T).astype(np.float32))
+    in_mask = np.ones((batch, 8), np.float32)
+    in_mask[batch // 2:, 1] = 0.0  # half the samples lose the near-tie: fast
+    return MaskedOperator(layer, (8,), in_mask, None)
+
+
+def test_converged_samples_leave_the_loop(monkeypatch):
+    batch = 16
+    operator = spread_dense(batch)
+    sizes = []
+    linear = operator.seam.linear
+    monkeypatch.setattr(operator.seam, "linear",
+                        lambda u: sizes.append(int(u.shape[0])) or linear(u))
+    start = tf.constant(np.random.default_rng(3).standard_normal((batch, 8)), tf.float32)
+    rule = StoppingRule(5000, 1e-6)
+    result = power_iteration(operator, start, rule)
+    assert np.all(result.converged)
+    steps = result.iterations.numpy()
+    assert steps[batch // 2:].max() < steps[:batch // 2].min()  # the tie is slower
+    assert min(sizes) <= batch // 2  # the fast half left
+    # compute spent: far below batch * the slowest sample's steps
+    assert sum(sizes) < 0.75 * batch * steps.max()
+
+
+def test_shrinking_loop_matches_each_sample_alone(monkeypatch):
+    batch = 16
+    operator = spread_dense(batch)
+    start = tf.constant(np.random.default_rng(4).standard_normal((batch, 8)), tf.float32)
+    rule = StoppingRule(5000, 1e-6)
+    together = power_iteration(operator, start, rule)
+    for b in range(batch):
+        alone = power_iteration(operator.with_masks([operator.in_mask[b:b + 1]]),
+                                start[b:b + 1], rule)
+        assert bool(alone.converged[0]) == bool(together.converged[b])
+        assert abs(int(alone.iterations[0]) - int(together.iterations[b])) <= 1
+        assert float(together.sigma[b]) == pytest.approx(float(alone.sigma[0]), rel=1e-6)
+    monkeypatch.setattr(engine, "COMPACT_FRACTION", 2.0)  # never leaves before the end
+    frozen = power_iteration(operator, start, rule)
+    np.testing.assert_allclose(frozen.sigma, together.sigma, rtol=1e-6)
+    np.testing.assert_array_equal(frozen.converged, together.converged)
+
+
+def test_shrinking_loop_inside_tf_function():
+    operator = spread_dense(8)
+    start = tf.constant(np.random.default_rng(5).standard_normal((8, 8)), tf.float32)
+    rule = StoppingRule(5000, 1e-6)
+    traced = tf.function(lambda s: power_iteration(operator, s, rule))(start)
+    eager = power_iteration(operator, start, rule)
+    np.testing.assert_allclose(traced.sigma, eager.sigma, rtol=1e-6)
+    np.testing.assert_array_equal(traced.iterations, eager.iterations)
+    exact = [np.linalg.svd(np.asarray(operator.seam.kernel).T * operator.in_mask[b],
+                           compute_uv=False)[0] for b in range(8)]
+    np.testing.assert_allclose(eager.sigma, exact, rtol=1e-4)
