@@ -72,7 +72,7 @@ def capped_sigmas(power, global_per_sample, propagation, batch, require_converge
 
 
 def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts,
-                    budget, worst_steps=None, capped=False):
+                    budget, worst_steps=None, capped=False, box_gradient=True):
     """Propagates bounds and returns the worst-case logits of ``bound``.
 
     'local': r = eps * prod_l sigma_l(x) with masked per-sample norms (layers whose start
@@ -94,9 +94,10 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
         worst_steps: clipping steps of the worst-logit iteration (None: exact).
         capped: use ``capped_sigmas`` (inference and certification) rather than the raw,
             differentiable estimates (training).
+        box_gradient: as in ``propagate`` (training option).
     """
     propagation = (forward if bound == "gloro" else propagate)(network, x, epsilon,
-                                                               global_sigmas)
+                                                               global_sigmas, box_gradient)
     pen = BoundState(*(tf.cast(t, tf.float32) for t in propagation.penultimate))
     batch = tf.shape(pen.centre)[0]
     dtype = pen.centre.dtype

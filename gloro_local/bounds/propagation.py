@@ -34,9 +34,10 @@ class Propagation(NamedTuple):
     activations: List[ActivationBox]
 
 
-def forward(network, x, epsilon, layer_norms):
+def forward(network, x, epsilon, layer_norms, box_gradient=True):
     """The clean pass alone, with the ball radius eps * prod_l ||W_l|| (no box, no masks):
-    all that the ball-only 'gloro' bound needs. The returned box is the point itself."""
+    all that the ball-only 'gloro' bound needs. The returned box is the point itself
+    (``box_gradient`` is accepted for a common signature: there is no box)."""
     centre = network.features(tf.cast(x, epsilon.dtype))
     radius = tf.fill(tf.shape(centre)[:1], epsilon)
     for norm in layer_norms:
@@ -46,7 +47,7 @@ def forward(network, x, epsilon, layer_norms):
                        [None] * hidden, [])
 
 
-def propagate(network, x, epsilon, layer_norms):
+def propagate(network, x, epsilon, layer_norms, box_gradient=True):
     """Propagates the clean input, the box x +- eps, the ball (x, eps) and the mask of
     neurons that may move through ``network``.
 
@@ -64,6 +65,11 @@ def propagate(network, x, epsilon, layer_norms):
         layer_norms: an upper bound of the spectral norm of every hidden linear layer
             (list of scalars); the ball radius after layer l is eps * prod_{k<=l} ||W_k||,
             which feeds the masks.
+        box_gradient: False stops the gradient at the box entering every linear layer,
+            so the box of each layer is differentiable in that layer's weights alone
+            (the penultimate box in the logit layer's worst case, each activation's box
+            in the sparsity hinge) and backpropagation skips the box's path through the
+            earlier layers (training option; the values are unchanged).
 
     Returns:
         a ``Propagation``.
@@ -77,6 +83,9 @@ def propagate(network, x, epsilon, layer_norms):
         if isinstance(seam, LinearSeam):
             in_masks.append(mask)
             out_masks.append(None)
+            if not box_gradient:
+                state = state._replace(lo=tf.stop_gradient(state.lo),
+                                       hi=tf.stop_gradient(state.hi))
             state = seam.propagate(state, layer_norms[len(in_masks) - 1])
             mask, rows_open, linear_shape = None, True, tf.shape(state.centre)
             continue
