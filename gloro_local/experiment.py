@@ -114,7 +114,7 @@ def train(config):
         model = build_model(config, x_train.shape[1:], int(y_train.max()) + 1)
         use_store = config.store and config.bound == "local"
         if use_store:
-            model.attach_store(len(y_train), seed=config.seed)
+            model.attach_store(len(y_train))
     train_ds = data.load(config.dataset, "train", config.batch_size, with_index=use_store,
                          data_dir=config.data_dir, shuffle=True, limit=config.limit_train,
                          seed=config.seed)

@@ -10,7 +10,7 @@ def _model(dtype):
     f = gl.architectures.cnn_2C2F(seed=3)
     model = gl.LocalGloroNet(f, 0.3, training_dtype=dtype, lam_sparse=0.1)
     model.compile(keras.optimizers.SGD(0.0), loss="crossentropy")
-    model.attach_store(32, seed=1)
+    model.attach_store(32)
     return model
 
 

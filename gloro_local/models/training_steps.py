@@ -55,13 +55,13 @@ class TrainingSteps:
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself; Keras warns
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
-    def attach_store(self, num_samples, seed=0):
+    def attach_store(self, num_samples):
         """Keeps per-sample power-iteration vectors of the local layers for a dataset of
         ``num_samples`` examples that yields ``((x, index), y)``; call inside the
         strategy scope when distributing. Returns the ``IterateStore``."""
         shapes = [shape if k in self.local_layers else None
                   for k, (_, shape) in enumerate(self.network.hidden_layers())]
-        self.store = IterateStore(num_samples, shapes, seed=seed)
+        self.store = IterateStore(num_samples, shapes)
         self.train_function = None  # a traced train step holds the previous tables
         return self.store
 
