@@ -1,15 +1,17 @@
 """Certification throughput: the full pipeline against the local bound on every sample.
 
-On real MNIST test images (../shared/data/mnist, else the embedded sample), with a small
-model (trained here: 2C2F ReLU-theta, a few epochs on the 5k training subset at eps 0.3;
-or --model PATH), times
+On real MNIST test images (../shared/data/mnist, else the embedded sample), for each
+architecture of --archs (trained here: ReLU-theta, a few epochs on the 5k training subset
+at eps; or --model PATH), times
   (a) ``certify(..., cheap_stages=True)``: converged global bound, PGD, then the converged
       local bound only for the points still open;
   (b) ``certify(..., cheap_stages=False)``: the converged local bound on every point;
 after one untimed warm-up call each (tracing), and checks that both certify the same
-points. Prints a table, then one line of JSON.
+points. Prints a table, then one line of JSON (samples/s of both modes per model and
+their ratio).
 
-Usage: python benchmarks/bench_certify.py [--limit 1000] [--epsilon 0.3] [--model PATH]
+Usage: python benchmarks/bench_certify.py [--limit 1000] [--epsilon 0.3] [--archs 2C2F,4C3F]
+       python benchmarks/bench_certify.py --model PATH [--limit 10000]
 """
 import argparse
 import json
@@ -34,14 +36,15 @@ def arguments():
     parser.add_argument("--epsilon", type=float, default=0.3)
     parser.add_argument("--epochs", type=int, default=3, help="training epochs")
     parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--archs", default="2C2F,4C3F", help="architectures to train")
     parser.add_argument("--model", default=None, help="a saved model instead of training")
     return parser.parse_args()
 
 
-def train(x, y, epsilon, epochs):
+def train(x, y, arch, epsilon, epochs):
     keras.utils.set_random_seed(0)
     order = np.random.default_rng(0).permutation(len(y))  # the 5k subset is sorted by class
-    model = LocalGloroNet(architectures.cnn_2C2F(activation="relu_theta", seed=0), epsilon)
+    model = LocalGloroNet(architectures.get(arch, activation="relu_theta", seed=0), epsilon)
     model.compile(keras.optimizers.Adam(1e-3), loss="crossentropy")
     model.fit(x[order], y[order], batch_size=128, epochs=epochs, verbose=0)
     return model
@@ -56,18 +59,7 @@ def timed_certify(model, x, y, epsilon, batch_size, cheap):
     return cert, time.perf_counter() - start
 
 
-def main():
-    args = arguments()
-    data_dir = MNIST_DIR if MNIST_DIR.is_dir() else None
-    start = time.perf_counter()
-    if args.model:
-        model, source = gl.load_model(args.model), args.model
-    else:
-        model = train(*gl.data.load_numpy("mnist", "train", data_dir=data_dir), args.epsilon,
-                      args.epochs)
-        source = f"2C2F relu_theta, {args.epochs} epochs on the MNIST training subset"
-    train_seconds = time.perf_counter() - start
-    x, y = gl.data.load_numpy("mnist", "test", data_dir=data_dir, limit=args.limit)
+def measure(model, x, y, args):
     rows = {}
     for name, cheap in (("full pipeline", True), ("local on every point", False)):
         cert, seconds = timed_certify(model, x, y, args.epsilon, args.batch_size, cheap)
@@ -76,16 +68,37 @@ def main():
                           certified=cert.certified)
     full, every = rows["full pipeline"], rows["local on every point"]
     same = bool(np.array_equal(full.pop("certified"), every.pop("certified")))
-    print(f"model: {source} ({train_seconds:.0f} s); {len(y)} MNIST test points from "
-          f"{data_dir or 'the embedded sample'}; eps {args.epsilon}")
-    print(f"{'mode':<22}{'seconds':>9}{'samples/s':>11}{'VRA':>8}  reasons")
-    for name, row in rows.items():
-        print(f"{name:<22}{row['seconds']:>9.2f}{row['samples_per_s']:>11.2f}"
-              f"{row['vra']:>8.3f}  {row['reasons']}")
-    print(f"speed-up {every['seconds'] / full['seconds']:.2f}x; same certified points: {same}")
-    print(json.dumps({"points": len(y), "epsilon": args.epsilon, "full_pipeline": full,
-                      "local_every_point": every, "same_certified": same,
-                      "speedup": round(every["seconds"] / full["seconds"], 2)}))
+    return dict(full_pipeline=full, local_every_point=every, same_certified=same,
+                speedup=round(every["seconds"] / full["seconds"], 2))
+
+
+def main():
+    args = arguments()
+    data_dir = MNIST_DIR if MNIST_DIR.is_dir() else None
+    x, y = gl.data.load_numpy("mnist", "test", data_dir=data_dir, limit=args.limit)
+    models = {}
+    if args.model:
+        models[args.model] = lambda: gl.load_model(args.model)
+    else:
+        train_data = gl.data.load_numpy("mnist", "train", data_dir=data_dir)
+        for arch in args.archs.split(","):
+            models[f"{arch} relu_theta, {args.epochs} epochs"] = (
+                lambda arch=arch: train(*train_data, arch, args.epsilon, args.epochs))
+    print(f"{len(y)} MNIST test points from {data_dir or 'the embedded sample'}; "
+          f"eps {args.epsilon}")
+    print(f"{'model':<28}{'mode':<22}{'seconds':>9}{'samples/s':>11}{'VRA':>8}  reasons")
+    results, same = {}, True
+    for source, build in models.items():
+        result = measure(build(), x, y, args)
+        for mode in ("full_pipeline", "local_every_point"):
+            row = result[mode]
+            print(f"{source:<28}{mode:<22}{row['seconds']:>9.2f}{row['samples_per_s']:>11.2f}"
+                  f"{row['vra']:>8.3f}  {row['reasons']}")
+        print(f"{source:<28}speed-up {result['speedup']:.2f}x; same certified points: "
+              f"{result['same_certified']}")
+        results[source] = result
+        same = same and result["same_certified"]
+    print(json.dumps({"points": len(y), "epsilon": args.epsilon, "results": results}))
     if not same:
         sys.exit("the two modes certified different points")
 

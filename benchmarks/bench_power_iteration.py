@@ -2,8 +2,10 @@
 
 MNIST 4C3F (ReLU-theta) at batch 256 on real MNIST test images (../shared/data/mnist, else
 the embedded sample). Measures, interleaved so that machine noise hits both alike:
-  (a) ms per ``MaskedOperator.step(u)`` (one iteration u <- B^T B u / ||.||, in a
-      tf.function) for every hidden linear layer, with the masks of a propagation at eps;
+  (a) ms per iteration u <- B^T B u / ||.|| for every hidden linear layer, with the
+      masks of a propagation at eps, in a tf.function: ``MaskedOperator.gram_step`` (the
+      training step) and ``MaskedOperator.step`` (certification: it also returns sigma
+      and checks for a collapsed iterate);
   (b) ms per plain training step (tf.function: forward, sparse cross-entropy, Adam update);
   (c) their ratios. Prints a table, then one line of JSON with the figures.
 
@@ -61,7 +63,8 @@ def plain_step_fn(model):
 
 
 def power_iteration_fns(model, x, epsilon):
-    """Per hidden linear layer: (name, shapes, tf.function step, start vector)."""
+    """Per hidden linear layer: (name, shapes, training step, certification step, start
+    vector), the steps as tf.functions."""
     network = SeamNetwork(model.layers, x.shape[1:])
     hidden = network.hidden_layers()
     propagation = propagate(network, x, check_epsilon(epsilon), sound_global_norms(network))
@@ -72,6 +75,7 @@ def power_iteration_fns(model, x, epsilon):
         out_shape = model.layers[index].output.shape[1:]
         shapes = "x".join(map(str, shape)) + " -> " + "x".join(map(str, out_shape))
         fns.append((model.layers[index].name, shapes,
+                    tf.function(lambda u, operator=operator: operator.gram_step(u)),
                     tf.function(lambda u, operator=operator: operator.step(u)[0]),
                     operator.start(random_start(shape, x.shape[0]))))
     return fns
@@ -91,35 +95,41 @@ def main():
     plain = plain_step_fn(model)
     layers = power_iteration_fns(model, x, args.epsilon)
 
-    plain_ms, pi_ms = [], [[] for _ in layers]
+    plain_ms, train_ms, certify_ms = [], [[] for _ in layers], [[] for _ in layers]
     for repeat in range(args.warmup + args.repeats):
         plain_time = timed(plain, x, y)
-        layer_times = [timed(step, u) for _, _, step, u in layers]
+        layer_times = [(timed(train, u), timed(certify, u)) for _, _, train, certify, u in layers]
         if repeat >= args.warmup:
             plain_ms.append(plain_time)
-            for times, t in zip(pi_ms, layer_times):
-                times.append(t)
+            for a, b, (t_train, t_certify) in zip(train_ms, certify_ms, layer_times):
+                a.append(t_train)
+                b.append(t_certify)
 
     plain_median = statistics.median(plain_ms)
-    rows = [dict(layer=name, shapes=shapes, pi_ms=round(statistics.median(times), 2),
-                 ratio=round(statistics.median(times) / plain_median, 4))
-            for (name, shapes, _, _), times in zip(layers, pi_ms)]
+    rows = [dict(layer=name, shapes=shapes, pi_ms=round(statistics.median(a), 2),
+                 certify_ms=round(statistics.median(b), 2),
+                 ratio=round(statistics.median(a) / plain_median, 4))
+            for (name, shapes, _, _, _), a, b in zip(layers, train_ms, certify_ms)]
     total = sum(row["pi_ms"] for row in rows)
+    total_certify = sum(row["certify_ms"] for row in rows)
 
     print(f"MNIST 4C3F (relu_theta), batch {BATCH}, eps {args.epsilon}, images: {source}; "
           f"TF {tf.__version__}, {args.repeats} repeats after {args.warmup} warm-up, "
           f"medians; {os.cpu_count()} CPUs, load average before the run {load:.2f}")
-    print(f"{'layer':<12} {'input -> output':<30} {'ms / PI':>9} {'PI / step':>10}")
+    print(f"{'layer':<12} {'input -> output':<30} {'ms / PI':>9} {'PI / step':>10} "
+          f"{'ms certify':>11}")
     for row in rows:
         print(f"{row['layer']:<12} {row['shapes']:<30} {row['pi_ms']:>9.1f} "
-              f"{row['ratio']:>10.3f}")
-    print(f"{'all hidden layers':<43} {total:>9.1f} {total / plain_median:>10.3f}")
+              f"{row['ratio']:>10.3f} {row['certify_ms']:>11.1f}")
+    print(f"{'all hidden layers':<43} {total:>9.1f} {total / plain_median:>10.3f} "
+          f"{total_certify:>11.1f}")
     print(f"{'plain training step (forward + CE + Adam)':<43} {plain_median:>9.1f}")
     print(json.dumps(dict(
         batch=BATCH, epsilon=args.epsilon, images=source, repeats=args.repeats,
         cpus=os.cpu_count(), load_average=round(load, 2),
         plain_step_ms=round(plain_median, 2), layers=rows,
-        pi_all_layers_ms=round(total, 2), pi_all_layers_ratio=round(total / plain_median, 4))))
+        pi_all_layers_ms=round(total, 2), pi_all_layers_ratio=round(total / plain_median, 4),
+        certify_step_all_layers_ms=round(total_certify, 2))))
 
 if __name__ == "__main__":
     main()
