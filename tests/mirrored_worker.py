@@ -28,7 +28,12 @@ from gloro_local.layers import Dense, Flatten, ReLUTheta  # noqa: E402
 
 N, BATCH, EPOCHS, CLASSES = 128, 32, 2, 4
 SCENARIOS = {  # name: LocalGloroNet and compile arguments, whether a store is attached
-    "local_store": (dict(bound="local", lam_sparse=0.05), "crossentropy", True),
+    "local_store": (dict(bound="local", lam_sparse=0.05, training_dtype="float32"),
+                    "crossentropy", True),
+    # bfloat16 training bounds ('auto' on AMX / AVX512-BF16 CPUs): the store's vectors
+    # cross the replicas in float16, as collectives take no bfloat16
+    "local_store_bf16": (dict(bound="local", training_dtype="bfloat16"), "crossentropy",
+                         True),
 }
 
 

@@ -49,6 +49,16 @@ def test_same_weights_as_one_device(runs, scenario=SCENARIO):
         assert np.abs(runs[f"{scenario}/single/weight_{k}"] - initial).max() > 1e-3
 
 
+def test_bfloat16_bounds_train_under_mirrored_strategy(runs, scenario="local_store_bf16"):
+    loss = runs[f"{scenario}/mirrored/loss"]
+    assert np.all(np.isfinite(loss)) and loss[-1] < loss[0]
+    for k in (0, 3, 6):  # the kernels: the same training up to bfloat16 rounding
+        np.testing.assert_allclose(runs[f"{scenario}/mirrored/weight_{k}"],
+                                   runs[f"{scenario}/single/weight_{k}"], atol=2e-2)
+    tables = [key for key in runs if key.startswith(f"{scenario}/mirrored/store_")]
+    assert tables and all(np.any(runs[key] != 0) for key in tables)  # rows were written
+
+
 def test_same_metrics_as_one_device(runs, scenario=SCENARIO):
     for key in ("loss", "vra", "varying"):
         np.testing.assert_allclose(runs[f"{scenario}/mirrored/{key}"],

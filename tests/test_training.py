@@ -468,3 +468,20 @@ def test_one_hot_and_column_labels_match_class_ids(small_data):
     for kind in ("one_hot", "column"):
         for key, value in metrics["ids"].items():
             np.testing.assert_allclose(metrics[kind][key], value, rtol=1e-6)
+
+
+def test_store_first_starts_are_per_sample_and_batch_independent():
+    store = gl.training.IterateStore(50, [(3, 4), None, (31,)], seed=5)
+    together = store.gather(tf.constant([3, 17, 40]))
+    alone = store.gather(tf.constant([17]))
+    assert together[1] is None and alone[1] is None
+    for k in (0, 2):
+        np.testing.assert_array_equal(together[k][1], alone[k][0])  # batch-independent
+        rows = together[k].numpy().reshape(3, -1)
+        assert np.all(np.linalg.norm(rows, axis=1) > 0)  # a real start, never 0
+        assert not np.allclose(rows[0], rows[1])  # each sample its own
+    other = gl.training.IterateStore(50, [(3, 4), None, (31,)], seed=6).gather(tf.constant([17]))
+    assert not np.allclose(other[0], alone[0])  # the seed matters
+    # a written row is returned as written
+    store.scatter(tf.constant([17]), [tf.ones((1, 3, 4)), None, tf.ones((1, 31))])
+    np.testing.assert_array_equal(store.gather(tf.constant([17]))[0], np.ones((1, 3, 4)))

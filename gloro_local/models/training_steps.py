@@ -55,13 +55,15 @@ class TrainingSteps:
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself; Keras warns
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
-    def attach_store(self, num_samples):
+    def attach_store(self, num_samples, seed=None):
         """Keeps per-sample power-iteration vectors of the local layers for a dataset of
         ``num_samples`` examples that yields ``((x, index), y)``; call inside the
-        strategy scope when distributing. Returns the ``IterateStore``."""
+        strategy scope when distributing. ``seed`` (default: the model's) seeds the
+        samples' first start vectors. Returns the ``IterateStore``."""
         shapes = [shape if k in self.local_layers else None
                   for k, (_, shape) in enumerate(self.network.hidden_layers())]
-        self.store = IterateStore(num_samples, shapes)
+        self.store = IterateStore(num_samples, shapes,
+                                  seed=self.seed if seed is None else seed)
         self.train_function = None  # a traced train step holds the previous tables
         return self.store
 
