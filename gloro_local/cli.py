@@ -26,7 +26,10 @@ HELP = {
     "lr_constant_epochs": "epochs at the initial learning rate before the decay",
     "lam_sparse": "weight of the sparsity hinge", "lam_theta": "weight of its theta term",
     "store": "keep per-sample power-iteration vectors across epochs",
-    "training_dtype": "float32 | bfloat16 (training-time bounds only; faster on AMX CPUs)",
+    "training_dtype": "auto | float32 | bfloat16 (training-time bounds only; auto: "
+                      "bfloat16 where the hardware has it natively)",
+    "box_gradient": "backpropagate through the boxes of earlier layers (--nobox_gradient: "
+                    "about half the box cost, see docs/results.md)",
     "strategy": "none | mirrored", "output_dir": "where models and reports go",
     "limit_train": "use only this many training examples",
     "limit_test": "evaluate only this many test examples",

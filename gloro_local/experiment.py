@@ -46,7 +46,8 @@ class Config:
     lr_constant_epochs: int = 0
     lam_sparse: float = 0.0
     lam_theta: float = 0.0
-    training_dtype: str = "float32"
+    training_dtype: str = "auto"
+    box_gradient: bool = True
     store: bool = True
     strategy: str = "none"
     output_dir: str = "outputs"
@@ -81,7 +82,8 @@ def build_model(config, input_shape, num_classes):
                           worst_logit_steps=config.worst_logit_steps,
                           local_layers=config.local_layers, lam_sparse=config.lam_sparse,
                           lam_theta=config.lam_theta, seed=config.seed,
-                          training_dtype=config.training_dtype)
+                          training_dtype=config.training_dtype,
+                          box_gradient=config.box_gradient)
     lam = config.lam if config.lam_start is None else config.lam_start
     model.compile(keras.optimizers.Adam(config.lr), loss=get_loss(config.loss, lam=lam))
     return model
@@ -118,6 +120,10 @@ def train(config):
     train_ds = data.load(config.dataset, "train", config.batch_size, with_index=use_store,
                          data_dir=config.data_dir, shuffle=True, limit=config.limit_train,
                          seed=config.seed)
+    if config.verbose:
+        print(f"training {config.arch} with the {config.bound} bound; training-time bounds "
+              f"in {model.training_dtype} (training_dtype={config.training_dtype!r})"
+              + ("" if config.box_gradient else ", box gradient stopped"))
     begin = time.perf_counter()
     history = model.fit(train_ds, epochs=config.epochs, verbose=config.verbose,
                         callbacks=callbacks(config, config.output_dir))
