@@ -93,6 +93,10 @@ def parse_args(argv=None):
                    help="JSON object of extra keyword arguments of gl.LocalGloroNet for the "
                         "local model only, e.g. '{\"power_iterations\": 1}'")
     p.add_argument("--label", default=None, help="name of the local row in the table")
+    p.add_argument("--no_store", action="store_true",
+                   help="no per-sample store: the local bound's power iterations start "
+                        "from fresh random vectors at every step (the paper's Table 1 "
+                        "comparison)")
     args = p.parse_args(argv)
     try:
         args.local_kwargs = json.loads(args.local_kwargs) if args.local_kwargs else {}
@@ -173,7 +177,7 @@ def train_one(args, bound, epsilon, epochs, input_shape, num_classes):
                              seed=args.seed)
     model = gl.LocalGloroNet(f, epsilon, **model_kwargs(args, bound))
     model.compile(keras.optimizers.Adam(args.lr), loss="crossentropy")
-    use_store = bound == "local"
+    use_store = bound == "local" and not args.no_store
     if use_store:
         model.attach_store(5000)
     train = gl.data.load("mnist", "train", batch_size=args.batch_size, shuffle=True,
