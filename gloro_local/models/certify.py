@@ -37,7 +37,7 @@ def check_inputs(model, x, y=None):
 
 
 def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attack_steps=20,
-            cheap_stages=True, batch_size=256, progress=None, seed=None):
+            cheap_stages=True, batch_size=256, progress=None, seed=None, solver="lobpcg"):
     """Certifies each sample of ``x`` against l2 perturbations of size ``epsilon``.
 
     Every global norm is a sound upper bound (``sound_global_norms``), computed once from
@@ -48,21 +48,24 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
     (unclipped: the certificate covers the whole ball) marks points it breaks
     ('attacked'); the rest get the local bound, with per-sample masked power iteration
     from the layer's top singular vector (plus a fixed seeded vector) until the
-    ``StoppingRule(max_iterations, tol)`` holds. Each local norm is capped by the layer's global bound, replaced by
+    ``StoppingRule(max_iterations, tol, solver)`` holds (samples that converged leave
+    the iteration). Each local norm is capped by the layer's global bound, replaced by
     it where the layer did not converge or masks nothing; a sample whose layers did not
     all converge and that is still not certified is reported 'not converged'. The first
     two stages only save time: the local bound certifies whatever the global one does,
     so ``cheap_stages=False`` (every point to the local bound) certifies the same points.
 
-    The one assumption: a local (masked, per-sample) norm is a power-iteration estimate
-    that approaches the exact norm from below; the stopping rule is what makes it
+    The one assumption: a local (masked, per-sample) norm is an iterative estimate (the
+    norm of the final unit vector through the masked operator, so never above the exact
+    norm) that approaches the exact norm from below; the stopping rule is what makes it
     accurate (see docs/method.md).
 
     Args:
         model: a ``LocalGloroNet``. x: inputs (B, ...). y: optional labels; a wrong
             prediction is then never certified ('wrong class').
         epsilon: radius (default ``model.epsilon``).
-        tol, max_iterations: the local ``StoppingRule``.
+        tol, max_iterations, solver: the local ``StoppingRule`` ('lobpcg': block
+            iteration, the default; 'power': plain power iteration).
         attack_steps: PGD steps of the attack stage (0 disables the stage).
         progress: show a progress bar (default: when there is more than one batch).
         seed: seed of the start vectors and of PGD (default ``model.seed``).
@@ -76,7 +79,7 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
     """
     epsilon = _epsilon(model, epsilon)
     seed = model.seed if seed is None else int(seed)
-    rule = StoppingRule(int(max_iterations), tol).check()
+    rule = StoppingRule(int(max_iterations), tol, solver).check()
     x, y = check_inputs(model, x, y)
     return certify_checked(model, x, y, epsilon, certificate_globals(model.network, seed),
                            rule, attack_steps, cheap_stages, batch_size, progress, seed)
