@@ -1,8 +1,10 @@
-"""The one power-iteration engine: spectral norms of (masked) linear operators, per sample.
+"""Power iteration: spectral norms of (masked) linear operators, per sample.
 
-Training runs a fixed number of steps (warm-started from stored vectors); the epoch-end
-convergence of the global vectors, ``lipschitz_bounds`` and certification run the same
-loop until a ``StoppingRule`` holds for each sample.
+Training runs a fixed number of unrolled steps (warm-started from stored vectors); the
+epoch-end convergence of the global vectors and the top singular vectors run until a
+``StoppingRule`` holds, on the ``shrinking_loop`` that ``block_solver.lobpcg`` (the
+default solver of the per-sample local norms in ``lipschitz_bounds`` and certification)
+shares.
 """
 from typing import NamedTuple
 
@@ -178,9 +180,8 @@ def power_iteration(operator, u, budget):
     ``budget`` is an int (exactly that many ``gram_step``s for every sample, unrolled:
     training) or a ``StoppingRule`` (each sample's vector is frozen once it converged and
     leaves the loop soon after; the loop ends when every sample converged or after
-    ``max_iterations`` steps). Iterations carry no
-    gradient; only the final sigma = ||M_out A M_in u|| does (as GloRo does for its global
-    bound).
+    ``max_iterations`` steps). Iterations carry no gradient; only the final
+    sigma = ||M_out A M_in u|| does (as GloRo does for its global bound).
     """
     u = tf.stop_gradient(operator.start(u))
     batch = tf.shape(u)[0]
