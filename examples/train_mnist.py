@@ -1,7 +1,7 @@
 """Train a LocalGloroNet on MNIST, then print clean / PGD / certified accuracy and save it.
 
     python examples/train_mnist.py                       # quick run on the embedded sample
-    python examples/train_mnist.py --data_dir ../shared/data/mnist --arch 4C3F --epochs 20
+    python examples/train_mnist.py --data_dir path/to/mnist --arch 4C3F --epochs 20
     python examples/train_mnist.py --preset paper_mnist_4C3F --data_dir DIR   # the paper
 
 With no flags it runs offline in a few minutes on 2 CPU cores (preset 'quick_mnist').
