@@ -2,7 +2,8 @@
 
 Train: the first 200 images of each class from the 5k training subset, in a fixed random
 order (so that any prefix mixes the classes). Test: the first 1000 images of t10k.
-Usage: python tools/make_mnist_sample.py [MNIST_IDX_FOLDER]  (default ../shared/data/mnist)
+Usage: python tools/make_mnist_sample.py MNIST_IDX_FOLDER  (a folder holding
+train-5k-{images-idx3,labels-idx1}-ubyte.gz and t10k-{images-idx3,labels-idx1}-ubyte.gz)
 """
 import sys
 from pathlib import Path
@@ -32,4 +33,6 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared" / "data" / "mnist")
+    if len(sys.argv) != 2:
+        sys.exit(__doc__.strip().splitlines()[-2] + "\n" + __doc__.strip().splitlines()[-1])
+    main(Path(sys.argv[1]))
