@@ -30,10 +30,6 @@ def _dot(a, b):
     return tf.reduce_sum(a * b, axis=1)
 
 
-def _norm(a):
-    return tf.sqrt(_dot(a, a))
-
-
 def _col(values):
     return values[:, None]
 
@@ -176,14 +172,14 @@ def _step(operator, state, t, input_shape, size, drop, tol):
     rho = _dot(x, gx)
     r = gx - _col(rho) * x
     r = r - _col(_dot(x, r)) * x
-    n1 = _norm(r)
+    n1 = norms(r)
     keep1 = tf.logical_and(n1 > drop * tf.sqrt(rho * rho + n1 * n1), tf.math.is_finite(n1))
     q1 = r * _col(tf.where(keep1, 1.0 / tf.where(keep1, n1, tf.ones_like(n1)),
                            tf.zeros_like(n1)))
     # Previous update direction (unit or 0), Gram-Schmidt against x and q1, twice.
     for _ in range(2):
         p = p - _col(_dot(x, p)) * x - _col(_dot(q1, p)) * q1
-    n2 = _norm(p)
+    n2 = norms(p)
     keep2 = tf.logical_and(n2 > drop, tf.math.is_finite(n2))
     q2 = p * _col(tf.where(keep2, 1.0 / tf.where(keep2, n2, tf.ones_like(n2)),
                            tf.zeros_like(n2)))

@@ -51,8 +51,9 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
             compute in float32.
         box_gradient: False stops the gradient at the box entering every linear layer
             in training (each box is then differentiable in its own layer's weights
-            only): a training step about 1.9x cheaper for 'global' and 'local' on 4C3F;
-            certificates are unchanged in kind (docs/results.md measures the effect).
+            only): on 4C3F the box pass with its gradient costs about 1.9x less and a
+            local-bound training step about 1.55x less; certificates are unchanged in
+            kind (docs/results.md measures the effect on certified accuracy).
     """
 
     def __init__(self, f, epsilon, bound="local", power_iterations=2, eval_iterations=100,

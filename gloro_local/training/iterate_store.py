@@ -1,13 +1,7 @@
 """Per-sample power-iteration vectors kept across epochs (the paper's "saved u")."""
-import math
-
 import tensorflow as tf
 
 SHIFT = 7919  # a prime: the cyclic shift between the first starts of consecutive samples
-
-
-def _size(shape):
-    return math.prod(int(d) for d in shape)
 
 
 class IterateStore:
@@ -69,7 +63,7 @@ class IterateStore:
         fresh = tf.reduce_all(tf.equal(tf.reshape(rows, [tf.shape(rows)[0], -1]), 0.0), 1)
 
         def first_starts():
-            size = _size(table.shape[1:])
+            size = table.shape[1:].num_elements()
             base = tf.random.stateless_normal([size], seed=[self.seed, layer])
             shift = tf.math.floormod(tf.cast(index, tf.int64) * SHIFT, size)
             positions = tf.math.floormod(tf.range(size, dtype=tf.int64)[None, :]
