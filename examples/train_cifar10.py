@@ -4,7 +4,9 @@
     python examples/train_cifar10.py --preset paper_cifar10_6C2F   # the paper (GPU-scale)
 
 CIFAR-10 comes from ``--data_dir`` (the official python batches) or tensorflow-datasets
-(downloaded on first use). Training images get random crops (4-pixel padding) and flips.
+(prepared, or downloaded when its host answers; offline it stops at once with a message
+saying where to put the data). Training images get random crops (4-pixel padding) and
+flips.
 """
 from absl import app, flags
 
@@ -17,8 +19,9 @@ def main(argv):
     del argv
     config = cli.config_from_flags(flags.FLAGS)
     if config.dataset != "cifar10":
-        raise app.UsageError("train_cifar10.py trains on --dataset cifar10.")
-    experiment.run(config)
+        raise app.UsageError("train_cifar10.py trains on --dataset cifar10. "
+                             f"Received: --dataset={config.dataset}")
+    cli.run("train_cifar10.py", lambda: experiment.run(config))
 
 
 if __name__ == "__main__":

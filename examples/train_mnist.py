@@ -4,8 +4,10 @@
     python examples/train_mnist.py --data_dir path/to/mnist --arch 4C3F --epochs 20
     python examples/train_mnist.py --preset paper_mnist_4C3F --data_dir DIR   # the paper
 
-With no flags it runs offline in a few minutes on 2 CPU cores (preset 'quick_mnist').
-Writes OUTPUT_DIR/model.keras, model.h5 and report.json.
+With no flags it runs offline in a few minutes on 2 CPU cores (preset 'quick_mnist'), on
+full MNIST when tensorflow-datasets has it prepared, else on the sample embedded in the
+package. A preset or --dataset/--data_dir that cannot find its data stops with a message
+saying where to put it. Writes OUTPUT_DIR/model.keras, model.h5 and report.json.
 """
 from absl import app, flags
 
@@ -16,7 +18,11 @@ cli.define_flags("quick_mnist")
 
 def main(argv):
     del argv
-    experiment.run(cli.config_from_flags(flags.FLAGS))
+    config = cli.config_from_flags(flags.FLAGS)
+    if config.dataset_name != "mnist":
+        raise app.UsageError("train_mnist.py trains on MNIST; use train_cifar10.py or "
+                             f"experiment.run for others. Received: --dataset={config.dataset}")
+    cli.run("train_mnist.py", lambda: experiment.run(config))
 
 
 if __name__ == "__main__":

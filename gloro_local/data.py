@@ -3,17 +3,23 @@
 Sources (see ``load_numpy``):
 
 * ``'mnist'``: a folder of the original IDX files (``data_dir``); else tensorflow-datasets
-  if MNIST is already prepared locally; else the real MNIST sample embedded in the
-  package (2000 train / 1000 test images), with a notice on stderr.
+  (prepared in its data folder, or downloaded when the network answers); else, only with
+  ``sample_fallback=True``, the real MNIST sample embedded in the package (2000 train /
+  1000 test images), with a notice on stderr.
 * ``'cifar10'``: a folder with the official python batches (``data_dir``, e.g.
-  ``cifar-10-batches-py``); else tensorflow-datasets, which downloads it when needed.
+  ``cifar-10-batches-py``); else tensorflow-datasets (prepared, or downloaded when the
+  network answers).
 * ``'tiny_imagenet'``: the standard ``tiny-imagenet-200`` folder layout (``data_dir``).
 
-Images are float32 in [0, 1], NHWC; labels are int32 class ids.
+Data that cannot be found raises ``FileNotFoundError`` saying where to put it; without a
+network nothing waits for a download. Images are float32 in [0, 1], NHWC; labels are
+int32 class ids.
 """
 import gzip
 import pickle
+import socket
 import sys
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,10 +33,26 @@ AUGMENTED_BY_DEFAULT = ("cifar10", "tiny_imagenet")
 CROP_PADDING = 4
 SAMPLE_PATH = Path(__file__).parent / "resources" / "mnist_sample.npz"
 IDX_PREFIXES = {"train": ("train", "train-5k"), "test": ("t10k",)}
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "tiny_imagenet": 200}
+# Hosts tensorflow-datasets downloads each dataset from (checked before a download).
+DOWNLOAD_HOSTS = {"mnist": ("storage.googleapis.com", 443),
+                  "cifar10": ("www.cs.toronto.edu", 443)}
+NETWORK_TIMEOUT = 3.0
+WHERE = {
+    "mnist": "a folder with the four IDX files train-images-idx3-ubyte.gz, "
+             "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+             "t10k-labels-idx1-ubyte.gz (gzipped or not)",
+    "cifar10": "the cifar-10-batches-py folder (data_batch_1..5, test_batch) of "
+               "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "tiny_imagenet": "the tiny-imagenet-200 folder (wnids.txt, train/<wnid>/images, "
+                     "val/images, val/val_annotations.txt) of "
+                     "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+}
+_WARNED = set()
 
 
 def load(name, split, batch_size=None, with_index=False, data_dir=None, shuffle=False,
-         augment=None, limit=None, seed=0):
+         augment=None, limit=None, seed=0, sample_fallback=True):
     """A ``tf.data.Dataset`` of ``(x, y)``, or ``((x, index), y)`` with ``with_index``.
 
     Args:
@@ -46,8 +68,10 @@ def load(name, split, batch_size=None, with_index=False, data_dir=None, shuffle=
             the training split of CIFAR-10 and Tiny-ImageNet, off otherwise.
         limit: keep only the first ``limit`` examples of the split.
         seed: seed of the shuffling and of the augmentation.
+        sample_fallback: MNIST only: use the embedded sample when neither ``data_dir``
+            nor tensorflow-datasets has it (see ``load_numpy``).
     """
-    images, labels = _load_uint8(name, split, data_dir, limit)
+    images, labels = _load_uint8(name, split, data_dir, limit, sample_fallback)
     if augment is None:
         augment = split == "train" and name in AUGMENTED_BY_DEFAULT
     images, labels = tf.constant(images), tf.constant(labels)
@@ -75,8 +99,15 @@ def _without_index(x, y, index):
     return x, y
 
 
-def load_numpy(name, split, data_dir=None, limit=None):
+def load_numpy(name, split, data_dir=None, limit=None, sample_fallback=True):
     """The whole split as numpy arrays (x float32 in [0, 1], NHWC; y int32).
+
+    Without ``data_dir`` the data comes from tensorflow-datasets: prepared in its data
+    folder (``$TFDS_DATA_DIR``, default ``~/tensorflow_datasets``), else downloaded there
+    when the download host answers within a few seconds. MNIST with ``sample_fallback``
+    (the default) uses the embedded 2000 / 1000-image sample instead of downloading; with
+    ``sample_fallback=False`` data that cannot be found raises ``FileNotFoundError``
+    naming the folder layout to pass as ``data_dir``.
 
     ``data_dir`` per dataset:
         mnist: folder with ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` (the
@@ -85,8 +116,62 @@ def load_numpy(name, split, data_dir=None, limit=None):
         tiny_imagenet: folder with ``wnids.txt``, ``train/<wnid>/images/*.JPEG`` and
             ``val/images`` + ``val/val_annotations.txt``. Class ids follow sorted wnids.
     """
-    images, labels = _load_uint8(name, split, data_dir, limit)
+    images, labels = _load_uint8(name, split, data_dir, limit, sample_fallback)
     return images.astype(np.float32) / 255.0, labels
+
+
+def num_classes(name, data_dir=None):
+    """The number of classes of dataset ``name`` (not of the labels a subset happens to
+    hold): 10 for MNIST and CIFAR-10; for Tiny-ImageNet the classes of ``data_dir``'s
+    ``wnids.txt`` when given, else 200."""
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset. Received: name={name!r} "
+                         f"(known: {', '.join(DATASETS)})")
+    if name == "tiny_imagenet" and data_dir is not None:
+        return len(_find(_existing_folder(data_dir), ["wnids.txt"]).read_text().split())
+    return NUM_CLASSES[name]
+
+
+def check_images(x, source="inputs"):
+    """Warns once per ``source`` when images do not look like floats in [0, 1]: an integer
+    dtype (uint8 pixels in 0..255) or values far outside [0, 1] (below -0.5 or above 1.5).
+    The library's models and epsilons assume [0, 1] pixels; 0..255 images train and
+    certify a different problem without an error. Returns ``x`` unchanged."""
+    array = np.asarray(x)
+    reason = None
+    if np.issubdtype(array.dtype, np.integer):
+        reason = f"has integer dtype {array.dtype}"
+    elif array.size and (array.min() < -0.5 or array.max() > 1.5):
+        reason = f"has values in [{array.min():g}, {array.max():g}]"
+    if reason and source not in _WARNED:
+        _WARNED.add(source)
+        warnings.warn(f"{source} {reason}, but gloro_local expects float images in [0, 1] "
+                      "(divide uint8 pixels by 255).", UserWarning, stacklevel=2)
+    return x
+
+
+def download_reachable(name, timeout=NETWORK_TIMEOUT):
+    """True when the host tensorflow-datasets downloads ``name`` from accepts a TCP
+    connection within ``timeout`` seconds (so that an offline machine fails at once
+    instead of retrying a download for minutes)."""
+    if name not in DOWNLOAD_HOSTS:
+        return False
+    try:
+        socket.create_connection(DOWNLOAD_HOSTS[name], timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def missing_data_message(name, cause=None):
+    """One line saying where ``name``'s data goes and how to download it."""
+    text = (f"{name} data not found. Pass data_dir=<{WHERE[name]}>")
+    if name in DOWNLOAD_HOSTS:
+        text += (", or prepare it with tensorflow-datasets on a machine with internet: "
+                 f"python -c \"import tensorflow_datasets as tfds; tfds.load('{name}')\" "
+                 "(stored in $TFDS_DATA_DIR, default ~/tensorflow_datasets, and found "
+                 "there offline)")
+    return text + ("." if cause is None else f". Cause: {cause}")
 
 
 def random_crop_flip(image, seed, padding=CROP_PADDING):
@@ -98,7 +183,7 @@ def random_crop_flip(image, seed, padding=CROP_PADDING):
     return tf.image.stateless_random_flip_left_right(crop, seed + 1)
 
 
-def _load_uint8(name, split, data_dir, limit):
+def _load_uint8(name, split, data_dir, limit, sample_fallback=False):
     """(images uint8 NHWC, labels int32) of one split; validates name and split."""
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}.")
@@ -109,12 +194,13 @@ def _load_uint8(name, split, data_dir, limit):
         raise ValueError(f"limit must be a positive number of examples, got {limit}.")
     folder = None if data_dir is None else _existing_folder(data_dir)
     if name == "mnist":
-        images, labels = _mnist(split, folder, limit)
+        images, labels = _mnist(split, folder, limit, sample_fallback)
     elif name == "cifar10":
-        images, labels = _cifar10(split, folder, limit)
+        images, labels = (_cifar10_batches(split, folder) if folder is not None
+                          else _tfds("cifar10", split, limit))
     else:
         if folder is None:
-            raise ValueError("tiny_imagenet needs data_dir=<the tiny-imagenet-200 folder>.")
+            raise ValueError(missing_data_message(name))
         images, labels = _tiny_imagenet(split, folder, limit)
     return images[:limit], labels[:limit].astype(np.int32)
 
@@ -135,8 +221,32 @@ def _find(folder, candidates):
         f"None of {', '.join(candidates)} found in {str(folder)!r}.")
 
 
-def _tfds(name, split, limit, download):
-    """(images, labels) numpy arrays from tensorflow-datasets (its default data folder)."""
+def _tfds(name, split, limit, allow_download=True):
+    """(images, labels) numpy arrays from tensorflow-datasets (its default data folder):
+    prepared data, else a download when ``allow_download`` and the host answers;
+    FileNotFoundError (``missing_data_message``) otherwise."""
+    prepared = _tfds_prepared(name)
+    if not prepared and not allow_download:
+        raise FileNotFoundError(missing_data_message(name))
+    if not prepared and not download_reachable(name):
+        host = DOWNLOAD_HOSTS[name][0]
+        raise FileNotFoundError(missing_data_message(
+            name, f"no network ({host} did not answer within {NETWORK_TIMEOUT:g} s), so "
+                  "nothing was downloaded"))
+    try:
+        return _tfds_load(name, split, limit, download=not prepared)
+    except Exception as error:  # a failed download or a broken prepared copy
+        raise FileNotFoundError(missing_data_message(
+            name, f"{type(error).__name__}: {error}")) from error
+
+
+def _tfds_prepared(name):
+    """True when tensorflow-datasets has ``name`` prepared in its data folder."""
+    import tensorflow_datasets as tfds
+    return tfds.builder(name).is_prepared()
+
+
+def _tfds_load(name, split, limit, download):
     import tensorflow_datasets as tfds
     tfds_split = split if limit is None else f"{split}[:{limit}]"
     images, labels = tfds.load(name, split=tfds_split, download=download, batch_size=-1,
@@ -161,14 +271,16 @@ def read_idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * rank).reshape(shape)
 
 
-def _mnist(split, folder, limit):
+def _mnist(split, folder, limit, sample_fallback):
     if folder is not None:
         return _mnist_idx(split, folder)
     try:
-        return _tfds("mnist", split, limit, download=False)
-    except Exception:  # not prepared locally (or tfds unusable): use the embedded sample
-        sample = _embedded_sample()
-        return sample[f"x_{split}"][..., None], sample[f"y_{split}"]
+        return _tfds("mnist", split, limit, allow_download=not sample_fallback)
+    except FileNotFoundError:
+        if not sample_fallback:
+            raise
+    sample = _embedded_sample()
+    return sample[f"x_{split}"][..., None], sample[f"y_{split}"]
 
 
 def _mnist_idx(split, folder):
@@ -194,18 +306,6 @@ def _embedded_sample():
 
 
 # CIFAR-10 ----------------------------------------------------------------------------------
-
-def _cifar10(split, folder, limit):
-    if folder is not None:
-        return _cifar10_batches(split, folder)
-    try:
-        return _tfds("cifar10", split, limit, download=True)
-    except Exception as error:
-        raise RuntimeError(
-            "Could not load CIFAR-10 from tensorflow-datasets (the first use downloads it, "
-            "which needs internet). Pass data_dir=<folder with the CIFAR-10 python batches> "
-            f"to load it offline. Cause: {type(error).__name__}: {error}") from error
-
 
 def _cifar10_batches(split, folder):
     files = [f"data_batch_{k}" for k in range(1, 6)] if split == "train" else ["test_batch"]

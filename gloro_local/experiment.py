@@ -1,5 +1,6 @@
 """Train-then-evaluate driver shared by the example scripts."""
 import dataclasses
+import importlib.util
 import json
 import os
 import time
@@ -11,23 +12,34 @@ import tensorflow as tf
 
 from gloro_local import architectures, data
 from gloro_local.evaluation import evaluate
+from gloro_local.layers import ClippedMaxMin
 from gloro_local.models import LocalGloroNet
 from gloro_local.presets import PRESETS
 from gloro_local.training import (EpsilonSchedule, LambdaSchedule, LearningRateSchedule,
                                   get_loss)
 
+RUN_LOG = "run_log.json"
+
 
 @dataclasses.dataclass
 class Config:
-    """Everything one training run needs; ``PRESETS`` hold the papers' values."""
+    """Everything one training run needs; ``PRESETS`` hold the papers' values.
 
-    dataset: str = "mnist"
+    ``dataset=None`` is the quick default: MNIST, from ``data_dir`` or
+    tensorflow-datasets when present, else the sample embedded in the package. A named
+    dataset must be found (``data.load_numpy`` with ``sample_fallback=False``).
+    """
+
+    dataset: Optional[str] = None
     data_dir: Optional[str] = None
     arch: str = "2C2F"
     activation: str = "relu_theta"
     theta_init: float = 1.0
+    maxmin_upper: Optional[Sequence[float]] = None
+    maxmin_lower: Optional[Sequence[float]] = None
     epsilon: float = 0.3
     eps_train: Optional[float] = None
+    eps_warmup_epochs: int = 0
     eps_ramp_epochs: int = 0
     eps_schedule: str = "linear"
     epochs: int = 4
@@ -50,6 +62,7 @@ class Config:
     box_gradient: bool = True
     store: bool = True
     strategy: str = "none"
+    tensorboard: bool = False
     output_dir: str = "outputs"
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
@@ -59,9 +72,53 @@ class Config:
 
     @classmethod
     def from_preset(cls, name, **overrides):
+        """The preset ``name`` with ``overrides`` applied."""
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; known: {sorted(PRESETS)}.")
         return cls(**{**PRESETS[name], **overrides})
+
+    @property
+    def dataset_name(self):
+        """The dataset actually loaded ('mnist' for the quick default)."""
+        return self.dataset or "mnist"
+
+
+def _check_warmup(config):
+    if config.eps_warmup_epochs >= config.epochs:
+        raise ValueError("eps_warmup_epochs must leave epochs to train at eps > 0. Received: "
+                         f"eps_warmup_epochs={config.eps_warmup_epochs}, "
+                         f"epochs={config.epochs}")
+
+
+def _check_thresholds(config):
+    upper, lower = config.maxmin_upper, config.maxmin_lower
+    if (upper is not None or lower is not None) and config.activation != "clipped_maxmin":
+        raise ValueError("maxmin_upper / maxmin_lower are thresholds of clipped_maxmin. "
+                         f"Received: activation={config.activation!r}")
+    if upper is not None and lower is not None and len(upper) != len(lower):
+        raise ValueError("maxmin_upper and maxmin_lower need as many values. Received: "
+                         f"maxmin_upper={list(upper)}, maxmin_lower={list(lower)}")
+
+
+def _check_lambda(config):
+    if config.lam_start is not None and config.loss == "crossentropy":
+        raise ValueError("lam_start ramps the lambda of 'trades' or 'bcp'; the GloRo "
+                         "cross-entropy has none. Received: loss='crossentropy', "
+                         f"lam_start={config.lam_start}")
+
+
+# Checks that involve several fields, with the fields each one reads.
+CROSS_CHECKS = {("eps_warmup_epochs", "epochs"): _check_warmup,
+                ("activation", "maxmin_upper", "maxmin_lower"): _check_thresholds,
+                ("loss", "lam_start"): _check_lambda}
+
+
+def check_config(config):
+    """Runs ``CROSS_CHECKS`` (what no single field can check): ValueError with a one-line
+    message. Returns ``config``."""
+    for check in CROSS_CHECKS.values():
+        check(config)
+    return config
 
 
 def _strategy(name):
@@ -72,11 +129,29 @@ def _strategy(name):
     raise ValueError(f"strategy must be 'none' or 'mirrored', got {name!r}.")
 
 
+def set_maxmin_thresholds(f, upper, lower=None):
+    """Sets the thresholds of the ``ClippedMaxMin`` layers of ``f``, one value per layer in
+    order (the reference code initialises each layer with its own constants); ``lower``
+    defaults to ``-upper``."""
+    layers = [layer for layer in f.layers if isinstance(layer, ClippedMaxMin)]
+    lower = [-value for value in upper] if lower is None else lower
+    if len(upper) != len(layers) or len(lower) != len(layers):
+        raise ValueError(f"maxmin_upper and maxmin_lower need one value per ClippedMaxMin "
+                         f"layer ({len(layers)} in {f.name}). Received: "
+                         f"maxmin_upper={list(upper)}, maxmin_lower={list(lower)}")
+    for layer, a, b in zip(layers, upper, lower):
+        layer.upper.assign(np.full(layer.upper.shape, a, np.float32))
+        layer.lower.assign(np.full(layer.lower.shape, b, np.float32))
+
+
 def build_model(config, input_shape, num_classes):
     """The compiled ``LocalGloroNet`` of ``config`` (call inside the strategy scope)."""
     f = architectures.get(config.arch, input_shape=input_shape, num_classes=num_classes,
                           activation=config.activation, seed=config.seed,
                           theta_init=config.theta_init)
+    if config.maxmin_upper is not None or config.maxmin_lower is not None:
+        set_maxmin_thresholds(f, config.maxmin_upper or [-v for v in config.maxmin_lower],
+                              config.maxmin_lower)
     model = LocalGloroNet(f, config.epsilon, bound=config.bound,
                           power_iterations=config.power_iterations,
                           worst_logit_steps=config.worst_logit_steps,
@@ -89,46 +164,155 @@ def build_model(config, input_shape, num_classes):
     return model
 
 
+class Delayed(keras.callbacks.Callback):
+    """Runs a ramp callback (``EpsilonSchedule``, ``LambdaSchedule``) ``epochs`` epochs
+    late. During the first ``epochs`` epochs (the warm-up) ``hold(model)`` sets the value
+    to keep (the ramp's first value); then the ramp runs with epoch numbers shifted by
+    ``epochs``. Evaluation and end-of-training hooks pass through unchanged."""
+
+    def __init__(self, schedule, epochs, hold):
+        super().__init__()
+        self.schedule, self.epochs, self.hold = schedule, int(epochs), hold
+        self._warming = True
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.schedule.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.schedule.set_params(params)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._warming = epoch < self.epochs
+        if self._warming:
+            self.hold(self.model)
+        else:
+            self.schedule.on_epoch_begin(epoch - self.epochs, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._warming:
+            self.schedule.on_train_batch_begin(batch, logs)
+
+    def on_test_begin(self, logs=None):
+        self.schedule.on_test_begin(logs)
+
+    def on_test_end(self, logs=None):
+        self.schedule.on_test_end(logs)
+
+    def on_train_end(self, logs=None):
+        self.schedule.on_train_end(logs)
+
+
+class RunLog(keras.callbacks.Callback):
+    """Keeps the history and the seconds of every finished epoch in ``path`` (next to the
+    ``BackupAndRestore`` backup), so that a resumed run reports the epochs trained before
+    the interruption too. The first epoch of a ``fit`` call says where training resumed;
+    logged epochs from there on (never backed up) are dropped."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.history, self.seconds = {}, []
+        self._begin = None
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.path):
+            with open(self.path) as handle:
+                saved = json.load(handle)
+            self.history, self.seconds = saved["history"], saved["seconds"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._begin is None:
+            self.seconds = self.seconds[:epoch]
+            self.history = {key: values[:epoch] for key, values in self.history.items()}
+        self._begin = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._begin)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        write_json(self.path, {"history": self.history, "seconds": self.seconds})
+
+
+def tensorboard_callback(log_dir):
+    """``keras.callbacks.TensorBoard(log_dir)``; ImportError with the install command when
+    the tensorboard package (not installed by TensorFlow 2.21) is missing."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ImportError("tensorboard=True needs the tensorboard package, which TensorFlow "
+                          "2.21 does not install: pip install -e \".[tensorboard]\" (or pip "
+                          "install -r requirements-tensorboard.txt).")
+    return keras.callbacks.TensorBoard(log_dir)
+
+
 def callbacks(config, output_dir):
-    """Schedules, a per-epoch checkpoint and a backup that resumes interrupted runs."""
-    result = [EpsilonSchedule(config.eps_train or config.epsilon, config.eps_ramp_epochs,
-                              eps_test=config.epsilon, shape=config.eps_schedule)]
+    """Schedules, the run log, a backup that resumes interrupted runs and, with
+    ``config.tensorboard``, TensorBoard logs. The epsilon and lambda ramps start after
+    ``eps_warmup_epochs`` warm-up epochs at their first values: epsilon eps_train / 1000
+    (the model refuses 0) and lambda ``lam_start`` (0 for BCP: clean cross-entropy)."""
+    eps = EpsilonSchedule(config.eps_train or config.epsilon, config.eps_ramp_epochs,
+                          eps_test=config.epsilon, shape=config.eps_schedule)
+    result = [Delayed(eps, config.eps_warmup_epochs,
+                      lambda model: setattr(model, "epsilon", eps.start))]
     if config.lam_start is not None:
-        result.append(LambdaSchedule(config.lam_start, config.lam_end
-                                     if config.lam_end is not None else config.lam,
-                                     config.lam_ramp_epochs))
+        lam = LambdaSchedule(config.lam_start, config.lam_end
+                             if config.lam_end is not None else config.lam,
+                             config.lam_ramp_epochs)
+        result.append(Delayed(lam, config.eps_warmup_epochs,
+                              lambda model: model.robust_loss.lam.assign(lam.start)))
     if config.end_lr is not None:
         result.append(LearningRateSchedule(config.lr, config.end_lr,
                                            config.lr_constant_epochs, config.epochs))
-    result.append(keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")))
+    if config.tensorboard:
+        result.append(tensorboard_callback(os.path.join(output_dir, "tensorboard")))
+    backup = os.path.join(output_dir, "backup")
+    result.append(keras.callbacks.BackupAndRestore(backup))
+    result.append(RunLog(os.path.join(backup, RUN_LOG)))
     return result
 
 
+def load_data(config):
+    """(x_train, y_train), (x_test, y_test) and the number of classes of the dataset."""
+    name, fallback = config.dataset_name, config.dataset is None
+    x_train, y_train = data.load_numpy(name, "train", config.data_dir, config.limit_train,
+                                       sample_fallback=fallback)
+    x_test, y_test = data.load_numpy(name, "test", config.data_dir, config.limit_test,
+                                     sample_fallback=fallback)
+    data.check_images(x_train, f"{name} training images")
+    num_classes = data.num_classes(name, config.data_dir)
+    for labels in (y_train, y_test):
+        if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
+            raise ValueError(f"{name} has {num_classes} classes, but its labels span "
+                             f"[{labels.min()}, {labels.max()}]")
+    return (x_train, y_train), (x_test, y_test), num_classes
+
+
 def train(config):
-    """Trains ``config``; returns (model, history dict, seconds, test arrays)."""
+    """Trains ``config``; returns (model, history dict, seconds, test arrays). A run
+    resumed from ``output_dir/backup`` returns the history and seconds of all epochs."""
+    check_config(config)
     os.makedirs(config.output_dir, exist_ok=True)
-    x_train, y_train = data.load_numpy(config.dataset, "train", config.data_dir,
-                                       config.limit_train)
-    x_test, y_test = data.load_numpy(config.dataset, "test", config.data_dir,
-                                     config.limit_test)
+    (x_train, y_train), (x_test, y_test), num_classes = load_data(config)
     strategy = _strategy(config.strategy)
     with strategy.scope():
-        model = build_model(config, x_train.shape[1:], int(y_train.max()) + 1)
+        model = build_model(config, x_train.shape[1:], num_classes)
         use_store = config.store and config.bound == "local"
         if use_store:
             model.attach_store(len(y_train))
-    train_ds = data.load(config.dataset, "train", config.batch_size, with_index=use_store,
-                         data_dir=config.data_dir, shuffle=True, limit=config.limit_train,
-                         seed=config.seed)
+    train_ds = data.load(config.dataset_name, "train", config.batch_size,
+                         with_index=use_store, data_dir=config.data_dir, shuffle=True,
+                         limit=config.limit_train, seed=config.seed,
+                         sample_fallback=config.dataset is None)
     if config.verbose:
         print(f"training {config.arch} with the {config.bound} bound; training-time bounds "
               f"in {model.training_dtype} (training_dtype={config.training_dtype!r})"
               + ("" if config.box_gradient else ", box gradient stopped"))
-    begin = time.perf_counter()
-    history = model.fit(train_ds, epochs=config.epochs, verbose=config.verbose,
-                        callbacks=callbacks(config, config.output_dir))
-    seconds = time.perf_counter() - begin
-    return model, history.history, seconds, (x_test, y_test)
+    run_callbacks = callbacks(config, config.output_dir)
+    model.fit(train_ds, epochs=config.epochs, verbose=config.verbose,
+              callbacks=run_callbacks)
+    log = run_callbacks[-1]
+    return model, log.history, sum(log.seconds), (x_test, y_test)
 
 
 def save(model, output_dir, name="model"):
@@ -140,6 +324,7 @@ def save(model, output_dir, name="model"):
 
 
 def write_json(path, payload):
+    """Writes ``payload`` as indented JSON (arrays as lists)."""
     with open(path, "w") as handle:
         json.dump(payload, handle, indent=2, default=lambda v: np.asarray(v).tolist())
 
