@@ -52,3 +52,11 @@ class BoundQueries:
                 "sigmas": summary["sigmas"], "global_sigmas": np.array(globals_.sigmas),
                 "varying": summary["varying"], "iterations": summary["iterations"],
                 "converged": summary["converged"]}
+
+    def certified_radius(self, x, y=None, **kwargs):
+        """The largest eps at which each sample is certified, (B,) numpy
+        (``gloro_local.models.certified_radius.certified_radius``: the closed form
+        min_{i != j} (z_j - z_i) / (prod_l ||W_l|| ||w_j - w_i||) for bound='gloro',
+        bisection on eps for 'global' and 'local', the default)."""
+        from gloro_local.models.certified_radius import certified_radius
+        return certified_radius(self, x, y, **kwargs)
