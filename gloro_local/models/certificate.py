@@ -1,6 +1,7 @@
 """The per-sample result of certification."""
 from collections import Counter
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -8,7 +9,7 @@ REASONS = ("global", "local", "attacked", "not converged", "tie", "wrong class",
            "bound too loose")
 
 
-@dataclass
+@dataclass(repr=False)
 class Certificate:
     """What ``certify`` found for each sample.
 
@@ -22,6 +23,13 @@ class Certificate:
     lipschitz (B,): the hidden layers' Lipschitz product of that bound (nan when none).
     global_lipschitz (B,): the product of the converged global norms.
     iterations (B, local layers): local power-iteration steps (0 where not run).
+    radius (B,) or None: the certified radius (``certified_radius``: the largest eps at
+    which the sample is certified), nan where it was not computed; None when no radius
+    was computed (``certify`` alone).
+
+    ``repr`` is a one-line summary: the number of samples, epsilon, the certified count
+    and fraction (the VRA when labels were given), the counts by reason and, with radii,
+    their mean and median; the arrays stay available as fields.
     """
 
     epsilon: float
@@ -33,6 +41,24 @@ class Certificate:
     lipschitz: np.ndarray
     global_lipschitz: np.ndarray
     iterations: np.ndarray
+    radius: Optional[np.ndarray] = None
+
+    def __repr__(self):
+        n = int(np.size(self.certified))
+        certified = int(np.sum(self.certified))
+        fraction = f"{certified / n:.2%}" if n else "n/a"
+        counts = self.counts()
+        reasons = ", ".join(f"{reason}: {counts[reason]}" for reason in REASONS
+                            if reason in counts)
+        text = (f"Certificate(samples={n}, epsilon={self.epsilon:.6g}, "
+                f"certified={certified} ({fraction}), reasons={{{reasons}}}")
+        if self.radius is not None:
+            radius = np.asarray(self.radius, np.float64)
+            radius = radius[~np.isnan(radius)]
+            if radius.size:
+                text += (f", radius: mean {np.mean(radius):.4g}, median "
+                         f"{np.median(radius):.4g} over {radius.size} samples")
+        return text + ")"
 
     def counts(self):
         """Number of samples per reason."""
