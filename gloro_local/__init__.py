@@ -3,6 +3,7 @@ from gloro_local import architectures, attacks, bounds, data, evaluation, layers
 from gloro_local.evaluation import evaluate
 from gloro_local.models import LocalGloroNet
 from gloro_local.saving import load_model
+from gloro_local.wrapping import wrap
 
 __version__ = "0.1.0"
 __all__ = ["LocalGloroNet", "architectures", "attacks", "bounds", "data", "evaluate",

@@ -181,7 +181,11 @@ def _cross_validator(check, flag_values):
     def checker(values):
         del values  # the Config also needs the preset's values and which flags were given
         try:
-            check(config_from_flags(flag_values))
+            config = config_from_flags(flag_values)
+        except ValueError:  # a bad single value, reported by its own validator
+            return True
+        try:
+            check(config)
         except ValueError as error:
             raise flags.ValidationError(str(error)) from None
         return True

@@ -1,7 +1,10 @@
 """Datasets: every source (embedded sample, IDX folder, tensorflow-datasets, CIFAR-10 batches,
-Tiny-ImageNet folder), the index column, augmentation and the errors."""
+Tiny-ImageNet folder), the index column, augmentation, the errors that say where data goes
+(at once when offline), class counts and the warning for images outside [0, 1]."""
 import gzip
 import pickle
+import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,19 @@ def no_tfds(monkeypatch):
     def missing(name, **kwargs):
         raise AssertionError(f"Dataset {name}: could not find data")
     monkeypatch.setattr(tensorflow_datasets, "load", missing)
+    monkeypatch.setattr(data, "_tfds_prepared", lambda name: False)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No host answers; records every connection attempt."""
+    attempts = []
+
+    def refuse(address, timeout=None):
+        attempts.append((address, timeout))
+        raise OSError("Network is unreachable")
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
 
 
 def check_arrays(x, y, count, shape):
@@ -105,7 +121,9 @@ def test_mnist_idx_files_with_original_names(tmp_path):
         data.load_numpy("mnist", "test", data_dir=tmp_path)
 
 
-def test_mnist_from_tensorflow_datasets(monkeypatch):
+@pytest.fixture
+def fake_tfds(monkeypatch):
+    """tensorflow-datasets' load replaced by 5 white images; returns the recorded calls."""
     calls = []
 
     def fake_load(name, **kwargs):
@@ -113,10 +131,54 @@ def test_mnist_from_tensorflow_datasets(monkeypatch):
         return tf.zeros([5, 28, 28, 1], tf.uint8) + 255, tf.constant([0, 1, 2, 3, 9], tf.int64)
 
     monkeypatch.setattr(tensorflow_datasets, "load", fake_load)
-    x, y = data.load_numpy("mnist", "test", limit=5)
-    assert calls == [("mnist", dict(split="test[:5]", download=False, batch_size=-1,
-                                    as_supervised=True))]
+    return calls
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_mnist_from_tensorflow_datasets(fake_tfds, monkeypatch, offline, fallback):
+    monkeypatch.setattr(data, "_tfds_prepared", lambda name: True)
+    x, y = data.load_numpy("mnist", "test", limit=5, sample_fallback=fallback)
+    assert fake_tfds == [("mnist", dict(split="test[:5]", download=False, batch_size=-1,
+                                        as_supervised=True))]
     assert x.shape == (5, 28, 28, 1) and x.max() == 1.0 and y.dtype == np.int32
+    assert offline == []  # prepared data needs no network
+
+
+def test_named_mnist_never_falls_back_to_the_sample(no_tfds, offline, capsys):
+    with pytest.raises(FileNotFoundError) as info:
+        data.load_numpy("mnist", "train", sample_fallback=False)
+    message = str(info.value)
+    assert "\n" not in message
+    for where in ("data_dir=<a folder with the four IDX files train-images-idx3-ubyte.gz",
+                  "t10k-labels-idx1-ubyte.gz", "tfds.load('mnist')", "~/tensorflow_datasets",
+                  "no network (storage.googleapis.com did not answer within 3 s)"):
+        assert where in message
+    assert offline == [(("storage.googleapis.com", 443), data.NETWORK_TIMEOUT)]
+    assert "embedded MNIST sample" not in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="mnist data not found"):
+        data.load("mnist", "test", sample_fallback=False)
+
+
+def test_missing_data_is_downloaded_only_when_the_host_answers(fake_tfds, monkeypatch):
+    monkeypatch.setattr(data, "_tfds_prepared", lambda name: False)
+    monkeypatch.setattr(data, "download_reachable", lambda name: True)
+    data.load_numpy("cifar10", "test", limit=5)
+    data.load_numpy("mnist", "test", limit=5, sample_fallback=False)
+    assert [(name, kwargs["download"]) for name, kwargs in fake_tfds] == [
+        ("cifar10", True), ("mnist", True)]
+
+
+def test_download_reachable_checks_the_host_once_with_a_timeout(monkeypatch, offline):
+    assert data.download_reachable("cifar10", timeout=0.5) is False
+    assert offline == [(("www.cs.toronto.edu", 443), 0.5)]
+    assert data.download_reachable("tiny_imagenet") is False  # tfds has no download for it
+    connected = []
+
+    class Connection:
+        def close(self):
+            connected.append(True)
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: Connection())
+    assert data.download_reachable("mnist") is True and connected == [True]
 
 
 # CIFAR-10 ----------------------------------------------------------------------------------
@@ -179,14 +241,25 @@ def test_random_crop_flip_shifts_and_flips():
     assert len({(i, j) for i, j, _ in seen}) > 20
 
 
-def test_cifar10_missing_data_errors(tmp_path, monkeypatch):
+def test_cifar10_missing_data_errors(tmp_path, no_tfds, offline):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         data.load_numpy("cifar10", "train", data_dir=tmp_path)
+    with pytest.raises(FileNotFoundError) as info:  # offline: no download is tried
+        data.load_numpy("cifar10", "test")
+    assert "data_dir=<the cifar-10-batches-py folder" in str(info.value)
+    assert "cifar-10-python.tar.gz" in str(info.value)
+    assert "no network (www.cs.toronto.edu" in str(info.value)
+    assert len(offline) == 1
 
-    def offline(name, **kwargs):
-        raise ConnectionError("no network")
-    monkeypatch.setattr(tensorflow_datasets, "load", offline)
-    with pytest.raises(RuntimeError, match="data_dir=.*no network"):
+
+def test_a_failed_download_names_its_cause(monkeypatch):
+    monkeypatch.setattr(data, "_tfds_prepared", lambda name: False)
+    monkeypatch.setattr(data, "download_reachable", lambda name: True)
+
+    def broken(name, **kwargs):
+        raise ConnectionError("connection reset")
+    monkeypatch.setattr(tensorflow_datasets, "load", broken)
+    with pytest.raises(FileNotFoundError, match="data_dir=.*ConnectionError: connection reset"):
         data.load_numpy("cifar10", "test")
 
 
@@ -232,7 +305,7 @@ def test_tiny_imagenet_folder(tiny_imagenet):
 
 
 def test_tiny_imagenet_missing_data(tiny_imagenet, tmp_path):
-    with pytest.raises(ValueError, match="data_dir"):
+    with pytest.raises(ValueError, match="data_dir=<the tiny-imagenet-200 folder .*zip"):
         data.load_numpy("tiny_imagenet", "train")
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -255,3 +328,25 @@ def test_unknown_names_and_missing_folders(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match=str(missing)):
         data.load("mnist", "test", data_dir=missing)
+
+
+def test_num_classes_comes_from_the_dataset(tiny_imagenet):
+    assert data.num_classes("mnist") == 10 and data.num_classes("cifar10") == 10
+    assert data.num_classes("tiny_imagenet") == 200
+    assert data.num_classes("tiny_imagenet", tiny_imagenet) == 3  # its wnids.txt
+    with pytest.raises(ValueError, match="Received: name='svhn'"):
+        data.num_classes("svhn")
+
+
+def test_images_outside_the_unit_range_warn_once(monkeypatch):
+    monkeypatch.setattr(data, "_WARNED", set())
+    pixels = np.full((2, 28, 28, 1), 200, np.uint8)
+    with pytest.warns(UserWarning, match="train images has integer dtype uint8.*255"):
+        assert data.check_images(pixels, "train images") is pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.check_images(pixels, "train images")  # once per source
+        data.check_images(np.linspace(0, 1, 10, dtype=np.float32), "unit")
+        data.check_images(np.float32([-0.4, 1.4]), "slightly outside")
+    with pytest.warns(UserWarning, match=r"values in \[0, 255\]"):
+        data.check_images(np.float32([0.0, 255.0]), "test images")
