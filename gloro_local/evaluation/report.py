@@ -1,4 +1,5 @@
 """``evaluate``: clean, PGD and certified accuracy of a model, with bound statistics."""
+import dataclasses
 import json
 import time
 from contextlib import contextmanager
@@ -14,7 +15,10 @@ from gloro_local.bounds import StoppingRule, bound_pass, certificate_globals, ch
 from gloro_local.evaluation.lower_bound import LipschitzGap, lipschitz_gap
 from gloro_local.layers import ActivationSeam
 from gloro_local.models import Certificate
+from gloro_local.models.certified_radius import certified_radius_checked, check_search
 from gloro_local.models.certify import certify_checked, check_inputs
+
+RADIUS_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 @dataclass
@@ -22,7 +26,8 @@ class Report:
     """What ``evaluate`` measured.
 
     summary: JSON-ready dict (accuracies, reasons, bound statistics, seconds per stage).
-    certificate: the full certification pipeline's ``Certificate``.
+    certificate: the full certification pipeline's ``Certificate``; its ``radius`` holds
+    the certified radius of the first ``radius_points`` points (nan after them).
     local_lipschitz (M,): prod_l sigma_l(x), converged, on the first M = ``bound_points``
     points; global_lipschitz (B,): prod_l ||W_l||; iterations (M, local layers)
     power-iteration steps to converge; varying (M, activations) fraction of neurons that
@@ -53,6 +58,9 @@ class Report:
                  for name, value in s.get("varying_fraction", {}).items()]
         rows += [(f"mean iterations, {name}", value)
                  for name, value in s.get("mean_iterations", {}).items()]
+        if s.get("radius"):
+            rows += [(f"{stat} certified radius ({s['radius']['points']} pts)",
+                      s["radius"][stat]) for stat in ("mean", "median")]
         if s["lower_bound"]:
             rows.append((f"median upper/lower Lipschitz ({s['lower_bound']['points']} pts)",
                          s["lower_bound"]["median_ratio"]))
@@ -79,15 +87,19 @@ def _timed(seconds, stage):
 
 def _arrays(data):
     """(x, y) numpy arrays from a pair of arrays or a dataset of (x, y) batches (an
-    ``(x, index)`` input is accepted too)."""
+    ``(x, index)`` input is accepted too); ValueError when there is no example."""
     if isinstance(data, tf.data.Dataset):
         xs, ys = [], []
         for x, y in data.as_numpy_iterator():
             xs.append(x[0] if isinstance(x, tuple) else x)
             ys.append(y)
-        return np.concatenate(xs), np.concatenate(ys)
-    x, y = data
-    return np.asarray(x), np.asarray(y)
+        x, y = (np.concatenate(xs), np.concatenate(ys)) if xs else (np.zeros(0), None)
+    else:
+        x, y = (np.asarray(part) for part in data)
+    if x.shape[0] == 0:
+        raise ValueError("evaluate needs at least one labelled example. Received: data "
+                         "with 0 examples.")
+    return x, y
 
 
 def _batches(n, batch_size, desc, progress):
@@ -114,7 +126,8 @@ def _logits(classifier, x, batch_size):
 
 def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
              max_iterations=2000, batch_size=256, lower_bound_points=100,
-             clip=(0.0, 1.0), progress=True, seed=None, bound_points=None, global_bound=True):
+             clip=(0.0, 1.0), progress=True, seed=None, bound_points=None, global_bound=True,
+             radius_points=100, radius_rtol=1e-2):
     """Evaluates ``model`` on labelled ``data`` at radius ``epsilon`` (default
     ``model.epsilon``). Stages, each timed; the sound global norms and top singular
     vectors (``certificate_globals``) are computed once and shared by every stage:
@@ -126,14 +139,22 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
     global norms alone, r = eps prod ||W_l||. local bounds: the converged local bound on
     the first ``bound_points`` points (None: every point; 0 skips the stage):
     prod sigma_l(x), iterations per layer, varying fractions. lower bound:
-    ``lipschitz_gap`` on the first ``lower_bound_points`` points (0 skips it).
+    ``lipschitz_gap`` on the first ``lower_bound_points`` points (0 skips it). radius:
+    ``certified_radius`` with the 'local' bound (the largest eps that ``certify`` would
+    certify, to a relative ``radius_rtol``; 0 for wrong and tied points) on the first
+    ``radius_points`` points (None: every point; 0 skips it): summary['radius'] holds
+    its mean, median, quantiles and values.
 
     Returns:
         a ``Report``.
+
+    Raises:
+        ValueError for data with no example, bad inputs, labels or epsilon.
     """
     epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
                                   else epsilon).numpy())
     rule = StoppingRule(int(max_iterations), tol).check()
+    check_search("local", radius_rtol, 1)
     seed = model.seed if seed is None else int(seed)
     x, y = check_inputs(model, *_arrays(data))
     n, seconds = x.shape[0], {}
@@ -168,6 +189,15 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
         with _timed(seconds, "lower bound"):
             gap = lipschitz_gap(model, x[:lower_bound_points], epsilon, rule=rule, seed=seed,
                                 globals_=globals_)
+    r = n if radius_points is None else min(int(radius_points), n)
+    radius = None
+    if r:
+        with _timed(seconds, "radius"):
+            radius = certified_radius_checked(model, x[:r], y[:r], globals_, rule,
+                                              rtol=radius_rtol, batch_size=batch_size,
+                                              progress=progress, seed=seed)
+        certificate = dataclasses.replace(certificate, radius=np.concatenate(
+            [radius, np.full(n - r, np.nan, np.float32)]))
     global_lipschitz = certificate.global_lipschitz
     summary = dict(
         points=int(n), epsilon=epsilon,
@@ -175,7 +205,10 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
         vra_local=certificate.certified_accuracy(y), vra_global=vra_global,
         reasons=certificate.counts(), mean_global_bound=float(global_lipschitz.mean()),
         global_sigmas=[float(s) for s in globals_.sigmas], bound_points=int(m),
-        lower_bound=None if gap is None else _gap_summary(gap), seconds=seconds)
+        tol=float(tol), max_iterations=int(max_iterations),
+        lower_bound=None if gap is None else _gap_summary(gap),
+        radius=None if radius is None else _radius_summary(radius, radius_rtol),
+        seconds=seconds)
     if local is not None:
         summary.update(
             mean_local_bound=float(local["lipschitz"].mean()),
@@ -200,6 +233,16 @@ def _gap_summary(gap):
                 mean_lower=float(gap.lower.mean()), mean_upper=float(gap.upper.mean()),
                 median_ratio=float(np.median(ratio)) if ratio.size else None,
                 max_ratio=float(ratio.max()) if ratio.size else None)
+
+
+def _radius_summary(radius, rtol):
+    """The distribution of the certified radii (0 for points not certified at any eps)."""
+    values = radius.astype(np.float64)
+    return dict(points=int(values.size), bound="local", rtol=float(rtol),
+                mean=float(values.mean()), median=float(np.median(values)),
+                min=float(values.min()), max=float(values.max()),
+                quantiles={f"{q:g}": float(np.quantile(values, q)) for q in RADIUS_QUANTILES},
+                values=[float(v) for v in values])
 
 
 def _per_batch(run, x, epsilon, globals_, reference, batch_size, desc, progress):

@@ -70,7 +70,9 @@ def search_radius(certified_at, start, rtol=1e-2, max_steps=30):
     return lo, hi, int(max_steps)
 
 
-def _check_search(bound, rtol, max_steps):
+def check_search(bound, rtol, max_steps):
+    """ValueError unless ``bound`` is one of BOUNDS, ``rtol`` a finite number > 0 and
+    ``max_steps`` >= 1 (the options of ``certified_radius``)."""
     check_bound(bound)
     if not (isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol > 0):
         raise ValueError(f"rtol must be a finite number > 0. Received: rtol={rtol!r}")
@@ -116,7 +118,7 @@ def certified_radius(model, x, y=None, bound="local", rtol=1e-2, max_steps=30, t
         ValueError for bad inputs, labels or parameters; FloatingPointError for a NaN or
         Inf weight.
     """
-    _check_search(bound, rtol, max_steps)
+    check_search(bound, rtol, max_steps)
     seed = model.seed if seed is None else int(seed)
     rule = StoppingRule(int(max_iterations), tol, solver).check()
     x, y = check_inputs(model, x, y)
