@@ -21,5 +21,6 @@ setup(
     package_data={"gloro_local": ["resources/*.npz"]},
     python_requires=">=3.10",
     install_requires=_requirements("requirements.txt"),
-    extras_require={"test": _requirements("requirements-test.txt")},
+    extras_require={"test": _requirements("requirements-test.txt"),
+                    "tensorboard": _requirements("requirements-tensorboard.txt")},
 )
