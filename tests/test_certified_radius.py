@@ -196,3 +196,9 @@ def test_bad_inputs_are_refused_as_certify_refuses_them():
         model.certified_radius(np.array([[0.0, np.nan]], np.float32))
     with pytest.raises(ValueError, match="labels"):
         model.certified_radius(np.zeros((2, 2), np.float32), [0, 3])
+
+
+def test_an_empty_batch_has_no_radius():
+    for bound in ("gloro", "local"):
+        radius = linear_model().certified_radius(np.zeros((0, 2), np.float32), bound=bound)
+        assert radius.shape == (0,) and radius.dtype == np.float32
