@@ -7,4 +7,4 @@ from gloro_local.wrapping import wrap
 
 __version__ = "0.1.0"
 __all__ = ["LocalGloroNet", "architectures", "attacks", "bounds", "data", "evaluate",
-           "evaluation", "layers", "load_model", "training"]
+           "evaluation", "layers", "load_model", "training", "wrap"]
