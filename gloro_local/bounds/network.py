@@ -1,6 +1,8 @@
 """A Keras layer list seen through the seam: which layers are linear, their shapes."""
 import tensorflow as tf
 
+from gloro_local.bounds.input_checks import GRAPH_ERROR_MARKER, check_finite
+
 from gloro_local.layers import LinearSeam, as_seam
 from gloro_local.layers.dense import DenseSeam
 
@@ -70,12 +72,37 @@ class SeamNetwork:
         """(seam, input_shape) for every hidden linear layer, in order."""
         return [(self.seams[i], self.input_shapes[i]) for i in self.hidden]
 
+    def check_shape(self, shape):
+        """ValueError when a (batch,) + input shape contradicts the network's; unknown
+        dimensions (None) pass."""
+        shape = tf.TensorShape(shape)
+        if shape.rank is not None and (shape.rank != len(self.input_shape) + 1 or any(
+                want != got for want, got in zip(self.input_shape, shape[1:])
+                if got is not None)):
+            raise ValueError(f"Expected inputs of shape (batch,) + {self.input_shape}. "
+                             f"Received: inputs of shape {tuple(shape)}.")
+
     def check_input(self, x):
-        """Raises ValueError when ``x`` is not a batch of inputs of the network's shape."""
-        shape = tuple(x.shape)
-        if len(shape) != len(self.input_shape) + 1 or any(
-                want is not None and got is not None and want != got
-                for want, got in zip(self.input_shape, shape[1:])):
-            raise ValueError(
-                f"Expected inputs of shape (batch,) + {self.input_shape}, got {shape}.")
-        return tf.convert_to_tensor(x)
+        """``x`` as a floating tensor (integers are cast to float32), checked to be a batch
+        of finite inputs of the network's shape.
+
+        A static shape that contradicts the network's raises ValueError here; dimensions
+        unknown while tracing (Keras traces ``predict`` with relaxed shapes) and the
+        values are checked by graph assertions (InvalidArgumentError carrying a
+        ``GRAPH_ERROR_MARKER`` message) or, eagerly, by ValueError.
+        """
+        x = tf.convert_to_tensor(x)
+        if not x.dtype.is_floating:  # e.g. uint8 images: their values, as floats
+            x = tf.cast(x, "float32")
+        self.check_shape(x.shape)
+        if x.shape.rank is None or not x.shape[1:].is_fully_defined():
+            message = (f"{GRAPH_ERROR_MARKER}expected inputs of shape (batch,) + "
+                       f"{self.input_shape}.")
+            rank = len(self.input_shape) + 1
+            shape = tf.shape(x)
+            padded = tf.concat([shape, tf.zeros([rank], tf.int32)], 0)[1:rank]
+            same = tf.logical_and(tf.equal(tf.size(shape), rank), tf.reduce_all(
+                tf.equal(padded, tf.constant(self.input_shape, tf.int32))))
+            with tf.control_dependencies([tf.debugging.Assert(same, [message])]):
+                x = tf.identity(x)
+        return check_finite(x)

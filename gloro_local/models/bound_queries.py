@@ -42,7 +42,7 @@ class BoundQueries:
             budget = self.power_iterations
         run = bound_pass(self.network, "local", self.local_layers, budget, self.seed)
         parts = []
-        for begin in range(0, x.shape[0], batch_size):
+        for begin in range(0, max(x.shape[0], 1), batch_size):  # empty x: one empty batch
             batch = x[begin:begin + batch_size]
             parts.append(run(batch, float(self.epsilon.numpy()), globals_.sigmas,
                              np.zeros(batch.shape[0], np.int32), globals_.vectors))

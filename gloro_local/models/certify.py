@@ -6,6 +6,7 @@ from gloro_local.attacks import pgd_l2
 from gloro_local.bounds import (StoppingRule, bound_pass, certificate_globals, check_epsilon,
                                 logits_pass)
 from gloro_local.models.certificate import Certificate
+from gloro_local.models.inputs import check_inputs
 
 
 def _finite(values, what):
@@ -13,27 +14,6 @@ def _finite(values, what):
         raise FloatingPointError(f"Non-finite {what} during certification; refusing to "
                                  "certify (check the weights and inputs).")
     return values
-
-
-def check_inputs(model, x, y=None):
-    """(x float32, y int class ids or None); ValueError for a wrong shape, NaN/Inf inputs,
-    a label count that differs from the batch or labels outside [0, classes). One-hot
-    labels are turned into class ids."""
-    x = np.asarray(x, np.float32)
-    model.network.check_input(x)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("Inputs contain NaN or Inf.")
-    if y is not None:
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == model.num_classes > 1:
-            y = np.argmax(y, axis=1)
-        y = y.reshape(-1)
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(f"Got {x.shape[0]} inputs but {y.shape[0]} labels.")
-        if np.any(y < 0) or np.any(y >= model.num_classes):
-            raise ValueError(f"labels must be class ids in [0, {model.num_classes}).")
-        y = y.astype(np.int32)
-    return x, y
 
 
 def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attack_steps=20,
@@ -97,7 +77,7 @@ def certify_checked(model, x, y, epsilon, globals_, rule, attack_steps=20,
     passes = {"global": bound_pass(model.network, "global"),
               "local": bound_pass(model.network, "local", model.local_layers, rule, seed)}
     parts = []
-    batches = range(0, x.shape[0], batch_size)
+    batches = range(0, max(x.shape[0], 1), batch_size)  # an empty x: one empty batch
     show = progress if progress is not None else len(batches) > 1
     for begin in tqdm(batches, desc="certify", disable=not show, unit="batch"):
         labels = None if y is None else y[begin:begin + batch_size]

@@ -151,8 +151,24 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
 
     def call(self, inputs, training=False):
         x, _ = self.split_index(inputs)
+        if x.shape[0] == 0:  # an empty batch: nothing to bound
+            self.network.check_shape(x.shape)
+            return tf.zeros((0, self.num_classes + 1), tf.float32)
         result = self.margins(x, training=False)
         return tf.concat([result.logits, result.bottom[:, None]], axis=-1)
+
+    def export(self, filepath, format="tf_saved_model", verbose=True, input_signature=None,
+               **kwargs):
+        """Writes a deployable SavedModel whose ``serve`` endpoint (and
+        ``serving_default`` signature) maps a float32 batch to ``[logits, bottom]``
+        (B, classes + 1), like ``model(x)``; ``tf.saved_model.load(filepath)`` runs it in a
+        process that never imports gloro_local. ``input_signature`` defaults to
+        (None,) + the network's input shape in float32; the other arguments are those of
+        ``keras.Model.export``. ``model.f.export(path)`` exports the plain classifier."""
+        if input_signature is None:
+            input_signature = [tf.TensorSpec((None,) + self.network.input_shape, tf.float32)]
+        return super().export(filepath, format=format, verbose=verbose,
+                              input_signature=input_signature, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return (None, self.num_classes + 1)
