@@ -1,12 +1,17 @@
 """compile / fit / train_step / test_step of LocalGloroNet."""
 import keras
+import numpy as np
 import tensorflow as tf
 
+from gloro_local.bounds.input_checks import one_line_errors
+from gloro_local.models.inputs import check_labels
 from gloro_local.training.callbacks import ConvergeGlobalNorms
 from gloro_local.training.iterate_store import IterateStore
 from gloro_local.training.labels import class_ids
 from gloro_local.training.losses import get_loss
 from gloro_local.training.metrics import RobustMetrics
+from gloro_local.training.nonfinite_guard import NonFiniteLossGuard
+from gloro_local.training.user_metrics import user_metrics
 
 
 def _replicas():
@@ -16,11 +21,23 @@ def _replicas():
 class TrainingSteps:
     """Training with Keras ``compile``/``fit``: one bound propagation per batch, the
     configured number of power iterations, the robust loss on [z, bottom, z*] plus
-    ``lam_sparse`` times the sparsity hinge, and the robust metrics."""
+    ``lam_sparse`` times the sparsity hinge, the robust metrics and the user's.
 
-    def compile(self, optimizer="adam", loss="crossentropy", **kwargs):
+    Bad data stops training with one line: labels given as arrays are checked before
+    ``fit`` starts; non-finite or wrongly shaped inputs and bad labels in a dataset stop
+    it at the batch that holds them, before that batch changes a weight; a NaN / Inf loss
+    stops it before any callback saves the model (``NonFiniteLossGuard``).
+    """
+
+    def compile(self, optimizer="adam", loss="crossentropy", metrics=None,
+                weighted_metrics=None, **kwargs):
         """Like ``keras.Model.compile``; ``loss`` is 'crossentropy' (GloRo CE), 'trades',
-        'bcp' or a ``RobustLoss`` instance."""
+        'bcp' or a ``RobustLoss`` instance. ``metrics`` and ``weighted_metrics`` (the
+        latter weighted by ``sample_weight``) are updated with the class ids and
+        [z, bottom], next to the robust metrics (``user_metrics``)."""
+        self.user_metrics = user_metrics(metrics)
+        self.weighted_user_metrics = user_metrics(weighted_metrics)
+        user_metrics(list(metrics or []) + list(weighted_metrics or []))  # distinct names
         self.robust_loss = get_loss(loss)
         self.robust_metrics = RobustMetrics()
         self.loss_mean = keras.metrics.Mean(name="loss")
@@ -30,6 +47,16 @@ class TrainingSteps:
             # model._trainable_variables (the model's own, none) and lose its state
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
+
+    def get_compile_config(self):
+        """Keras's compile config plus the user metrics (they are not passed to Keras)."""
+        config = super().get_compile_config()
+        if config is not None:
+            for key, made in (("metrics", getattr(self, "user_metrics", [])),
+                              ("weighted_metrics", getattr(self, "weighted_user_metrics",
+                                                           []))):
+                config[key] = [keras.saving.serialize_keras_object(m) for m in made] or None
+        return config
 
     def compile_from_config(self, config):
         """Restores the compiled loss and optimizer of a saved model."""
@@ -41,19 +68,48 @@ class TrainingSteps:
     def metrics(self):
         if not getattr(self, "robust_metrics", None):
             return []
-        return [self.loss_mean, *self.robust_metrics]
+        return [self.loss_mean, *self.robust_metrics, *getattr(self, "user_metrics", []),
+                *getattr(self, "weighted_user_metrics", [])]
 
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` that also converges the global norms at every epoch end
         (``ConvergeGlobalNorms`` is added unless one is given). It goes first in the
-        callback list, so checkpoints saved at an epoch's end hold converged norms."""
+        callback list, so checkpoints saved at an epoch's end hold converged norms;
+        ``NonFiniteLossGuard`` goes before it. Labels given as arrays (``y`` and in
+        ``validation_data``) are validated first (``check_labels``); errors raised inside
+        a step are one line naming the epoch and batch."""
         callbacks = list(callbacks or [])
         if not any(isinstance(c, ConvergeGlobalNorms) for c in callbacks):
             callbacks.insert(0, ConvergeGlobalNorms())
+        guard = NonFiniteLossGuard()
+        callbacks.insert(0, guard)
         data = args[0] if args else kwargs.get("x")
         if isinstance(data, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself; Keras warns
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        self._check_array_labels(args[1] if len(args) > 1 else kwargs.get("y"))
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            self._check_array_labels(validation[1])
+        with one_line_errors(guard.position):
+            return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """``keras.Model.evaluate`` with labels and inputs checked as in ``fit``."""
+        self._check_array_labels(args[1] if len(args) > 1 else kwargs.get("y"))
+        with one_line_errors():
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict``: (B, classes + 1) [z, bottom]; an empty array gives an
+        empty result, a wrong shape or a NaN / Inf input a one-line ValueError."""
+        if isinstance(x, (np.ndarray, tf.Tensor, list)) and len(x) == 0:
+            return np.zeros((0, self.num_classes + 1), np.float32)
+        with one_line_errors():
+            return super().predict(x, *args, **kwargs)
+
+    def _check_array_labels(self, y):
+        if isinstance(y, (np.ndarray, list, tf.Tensor)):
+            check_labels(y, self.num_classes, len(y))
 
     def attach_store(self, num_samples, seed=None):
         """Keeps per-sample power-iteration vectors of the local layers for a dataset of
@@ -107,10 +163,10 @@ class TrainingSteps:
             self.optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
             if use_store:
                 self.store.scatter(index, [None if p is None else p.u for p in result.power])
-        self._update_metrics(loss, labels, result)
+        self._update_metrics(loss, labels, result, sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
-    def _update_metrics(self, loss, labels, result):
+    def _update_metrics(self, loss, labels, result, sample_weight):
         self.loss_mean.update_state(loss * _replicas())
         varying = [tf.reduce_mean(tf.cast(a.varying, tf.float32),
                                   axis=tf.range(1, tf.rank(a.varying)))
@@ -119,6 +175,11 @@ class TrainingSteps:
                     else tf.ones_like(result.lipschitz))
         self.robust_metrics.update(labels, result.logits, result.bottom, result.lipschitz,
                                    result.global_lipschitz, fraction)
+        outputs = tf.concat([result.logits, result.bottom[:, None]], axis=-1)
+        for metric in self.user_metrics:
+            metric.update_state(labels, outputs)
+        for metric in self.weighted_user_metrics:
+            metric.update_state(labels, outputs, sample_weight=sample_weight)
 
     def train_step(self, data):
         return self._step(data, training=True)

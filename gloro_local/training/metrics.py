@@ -15,10 +15,10 @@ class RobustMetrics:
     local_bound / global_bound: mean products of the hidden layers' local / global norms;
     varying: mean fraction of activation neurons that may move."""
 
+    NAMES = ("clean_acc", "vra", "rejection_rate", "local_bound", "global_bound", "varying")
+
     def __init__(self):
-        names = ("clean_acc", "vra", "rejection_rate", "local_bound", "global_bound",
-                 "varying")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.NAMES}
 
     def update(self, labels, logits, bottom, lipschitz, global_lipschitz, varying):
         correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
