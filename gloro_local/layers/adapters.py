@@ -32,7 +32,8 @@ class KerasFlattenAdapter(ShapeSeam, _KerasLayerAdapter):
 
 
 class KerasReLUAdapter(ElementwiseActivation, _KerasLayerAdapter):
-    """The ReLU seam for a plain ``keras.layers.ReLU`` with default arguments."""
+    """The ReLU seam for a plain ``keras.layers.ReLU`` with default arguments or a
+    ``keras.layers.Activation('relu')``."""
 
     varying = ReLU.varying
     sparsity = ReLU.sparsity
@@ -68,8 +69,10 @@ def as_seam(layer):
         if config.get("max_value") is None and not config.get("negative_slope") \
                 and not config.get("threshold"):
             return KerasReLUAdapter(layer)
+    if type(layer) is keras.layers.Activation and layer.activation is keras.activations.relu:
+        return KerasReLUAdapter(layer)
     raise TypeError(
         f"Layer {layer.name!r} of type {name} is not supported by gloro_local bound "
         "propagation. Supported: gloro_local.layers.Dense, Conv2D, Flatten, ReLU, "
         "ReLUTheta, MaxMin, ClippedMaxMin and plain keras.layers.Dense, Conv2D, Flatten, "
-        "ReLU (default arguments).")
+        "ReLU (default arguments), Activation('relu').")

@@ -5,10 +5,7 @@ def reject_unsupported(name, kwargs):
     """Raise ValueError for constructor arguments that bound propagation cannot handle."""
     activation = kwargs.get("activation")
     if activation not in (None, "linear"):
-        raise ValueError(
-            f"{name} does not take activation={activation!r}: put the activation in its "
-            "own layer (gloro_local.layers.ReLU, ReLUTheta, MaxMin or ClippedMaxMin)."
-        )
+        raise ValueError(activation_message(name, activation))
     if kwargs.get("data_format") not in (None, "channels_last"):
         raise ValueError(f"{name} supports data_format='channels_last' only. Received: "
                          f"data_format={kwargs.get('data_format')!r}")
@@ -16,6 +13,21 @@ def reject_unsupported(name, kwargs):
         raise ValueError(f"{name} supports dilation_rate=1 only.")
     if kwargs.get("groups") not in (None, 1):
         raise ValueError(f"{name} supports groups=1 only.")
+
+
+def activation_message(name, activation):
+    """Why an activation inside a linear layer is refused, and how to write the model."""
+    shown = getattr(activation, "__name__", activation)
+    if shown in ("softmax", "sigmoid", "log_softmax"):
+        how = ("the logit layer must output raw logits: drop the activation (the robust "
+               "loss applies the softmax, and the certificate compares logits)")
+    else:
+        how = (f"write {name}(..., activation=None) followed by the activation as its own "
+               "layer: keras.layers.ReLU() or gloro_local.layers.ReLU, ReLUTheta, MaxMin, "
+               "ClippedMaxMin")
+    return (f"An activation inside {name} is not supported, because the bounds treat "
+            f"each linear layer and each activation separately; {how}. Received: "
+            f"activation={shown!r}")
 
 
 def require_channels_last(layer):
