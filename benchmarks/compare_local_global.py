@@ -212,8 +212,8 @@ def fit_and_evaluate(args, bound, epsilon, epochs, budget, x_test, y_test, input
         print(f"saved {path}", flush=True)
     begin = time.perf_counter()
     report = gl.evaluate(model, (x_test, y_test), epsilon, pgd_steps=args.pgd_steps,
-                         lower_bound_points=0, progress=False, seed=args.seed,
-                         bound_points=args.bound_points)
+                         lower_bound_points=0, radius_points=0, progress=False,
+                         seed=args.seed, bound_points=args.bound_points)
     s = report.summary
     row = dict(bound=bound, label=args.label if bound == "local" else NAMES.get(bound, bound),
                budget=budget, epochs=epochs, eps_ramp_epochs=epochs // 2, epsilon=epsilon,

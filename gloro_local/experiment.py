@@ -334,7 +334,7 @@ def evaluate_model(model, x, y, config):
     ``gl.evaluate`` with its statistics stages switched off."""
     report = evaluate(model, (x, y), config.epsilon, pgd_steps=config.pgd_steps,
                       lower_bound_points=0, bound_points=0, global_bound=False,
-                      progress=bool(config.verbose), seed=config.seed)
+                      radius_points=0, progress=bool(config.verbose), seed=config.seed)
     summary = report.summary
     return {"clean_accuracy": summary["clean_accuracy"],
             "pgd_accuracy": summary["pgd_accuracy"],

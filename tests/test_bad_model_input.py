@@ -227,3 +227,26 @@ def test_keras_activation_relu_layer_is_the_relu():
     with pytest.raises(TypeError, match="Activation"):
         gl.LocalGloroNet(keras.Sequential([keras.Input((4,)), dense,
                                            keras.layers.Activation("tanh"), logits]), 0.3)
+
+
+# ------------------------------------------------------------------- image value range
+
+@pytest.mark.parametrize("scale, dtype", [(255, np.uint8), (255.0, np.float32)])
+def test_images_in_0_255_get_a_warning(monkeypatch, scale, dtype):
+    monkeypatch.setattr(gl.data, "_WARNED", set())
+    model = compiled()
+    x, y = data(16)
+    pixels = (x * scale).astype(dtype)
+    with pytest.warns(UserWarning, match=r"training inputs .*expects float images in \[0, 1\]"):
+        model.fit(pixels, y, epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match=r"inputs .*expects float images in \[0, 1\]"):
+        model.certify(pixels[:4], attack_steps=0)
+
+
+def test_images_in_0_1_get_no_warning(monkeypatch, recwarn):
+    monkeypatch.setattr(gl.data, "_WARNED", set())
+    model = compiled()
+    x, y = data(16)
+    model.fit(x, y, epochs=1, verbose=0)
+    model.certify(x[:4], attack_steps=0)
+    assert not [w for w in recwarn if "expects float images" in str(w.message)]

@@ -1,6 +1,8 @@
 """Validation of the arrays given to ``certify``, ``lipschitz_bounds`` and ``fit``."""
 import numpy as np
 
+from gloro_local.data import check_images
+
 
 def check_labels(y, num_classes, count):
     """Integer class ids (count,) from labels (count,), (count, 1) or one-hot (count, K).
@@ -34,8 +36,9 @@ def check_labels(y, num_classes, count):
 
 def check_inputs(model, x, y=None):
     """(x float32, y int class ids or None) for ``model``; ValueError for a wrong shape,
-    NaN/Inf inputs (naming the first such sample) or bad labels (``check_labels``)."""
-    x = np.asarray(x, np.float32)
+    NaN/Inf inputs (naming the first such sample) or bad labels (``check_labels``); a
+    warning for images that do not look like [0, 1] floats (``check_images``)."""
+    x = np.asarray(check_images(x), np.float32)
     model.network.check_shape(x.shape)
     bad = np.flatnonzero(~np.isfinite(x).all(axis=tuple(range(1, x.ndim))))
     if bad.size:

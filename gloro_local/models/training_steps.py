@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from gloro_local.bounds.input_checks import one_line_errors
+from gloro_local.data import check_images
 from gloro_local.models.inputs import check_labels
 from gloro_local.training.callbacks import ConvergeGlobalNorms
 from gloro_local.training.iterate_store import IterateStore
@@ -76,8 +77,9 @@ class TrainingSteps:
         (``ConvergeGlobalNorms`` is added unless one is given). It goes first in the
         callback list, so checkpoints saved at an epoch's end hold converged norms;
         ``NonFiniteLossGuard`` goes before it. Labels given as arrays (``y`` and in
-        ``validation_data``) are validated first (``check_labels``); errors raised inside
-        a step are one line naming the epoch and batch."""
+        ``validation_data``) are validated first (``check_labels``), and images given as an
+        array that do not look like [0, 1] floats get a warning (``check_images``);
+        errors raised inside a step are one line naming the epoch and batch."""
         callbacks = list(callbacks or [])
         if not any(isinstance(c, ConvergeGlobalNorms) for c in callbacks):
             callbacks.insert(0, ConvergeGlobalNorms())
@@ -87,6 +89,8 @@ class TrainingSteps:
         if isinstance(data, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself; Keras warns
         self._check_array_labels(args[1] if len(args) > 1 else kwargs.get("y"))
+        if isinstance(data, np.ndarray):
+            check_images(data, "training inputs")
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
             self._check_array_labels(validation[1])
