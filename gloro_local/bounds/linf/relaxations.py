@@ -104,7 +104,8 @@ def relu_theta_relaxation(lo, hi, theta, lower_slope=None):
     points = tf.stack([lo, hi, tf.clip_by_value(tf.zeros_like(lo), lo, hi),
                        tf.minimum(tf.maximum(theta, lo), hi)])
     values = f(points)
-    chord = _safe_ratio(f(hi) - f(lo), hi - lo)
+    inside = tf.cast(tf.logical_and(lo >= 0.0, lo < theta), lo.dtype)
+    chord = tf.where(hi > lo, _safe_ratio(f(hi) - f(lo), hi - lo), inside)
     crosses_zero = tf.logical_and(lo < 0.0, hi > 0.0)
     slope = tf.where(crosses_zero, _lower_slope(lo, hi, lower_slope), chord)
     return Relaxation(slope, tf.reduce_min(values - slope * points, axis=0),
