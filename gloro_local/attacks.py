@@ -1,4 +1,5 @@
-"""Adversarial attacks: ``pgd_l2``, untargeted l2 projected gradient descent (PGD)."""
+"""Adversarial attacks: untargeted projected gradient descent (PGD) in the l2 ball
+(``pgd_l2``) and the l-infinity ball (``pgd_linf``), sharing one ascent and restart loop."""
 import weakref
 
 import numpy as np
@@ -19,14 +20,26 @@ def per_sample(values, like):
     return tf.reshape(values, [-1] + [1] * (len(like.shape) - 1))
 
 
-def project(delta, x, epsilon, clip):
-    """Projects delta onto the ball ||delta|| <= eps, then clips x + delta to ``clip``;
-    since x lies inside ``clip``, clipping only shrinks |delta| and stays in the ball."""
-    norm = per_sample(l2_norm(delta), delta)
-    delta = delta * tf.minimum(1.0, epsilon / tf.maximum(norm, 1e-12))
+def clip_pixels(delta, x, clip):
+    """delta' = clip(x + delta, lo, hi) - x (delta itself when ``clip`` is None); since x
+    lies inside ``clip``, every |delta'_i| <= |delta_i|, so delta' stays in any l_p ball
+    that delta was in."""
     if clip is None:
         return delta
     return tf.clip_by_value(x + delta, clip[0], clip[1]) - x
+
+
+def project(delta, x, epsilon, clip):
+    """Projects delta onto the l2 ball ||delta|| <= eps, then clips x + delta to ``clip``."""
+    norm = per_sample(l2_norm(delta), delta)
+    return clip_pixels(delta * tf.minimum(1.0, epsilon / tf.maximum(norm, 1e-12)), x, clip)
+
+
+def project_linf(delta, x, epsilon, clip):
+    """Projects delta onto the l-infinity ball, delta_i <- min(max(delta_i, -eps), eps), then
+    clips x + delta to ``clip``; both are boxes, so this is the exact projection onto
+    their intersection."""
+    return clip_pixels(tf.clip_by_value(delta, -epsilon, epsilon), x, clip)
 
 
 def random_ball(shape, epsilon, generator):
@@ -36,6 +49,11 @@ def random_ball(shape, epsilon, generator):
     dims = float(np.prod(shape[1:]))
     radius = epsilon * generator.uniform(shape[:1]) ** (1.0 / dims)
     return direction * per_sample(radius, direction)
+
+
+def random_box(shape, epsilon, generator):
+    """Uniform samples from the l-infinity ball [-eps, eps]^d."""
+    return generator.uniform(shape, -epsilon, epsilon)
 
 
 def _ascent(classifier):
@@ -56,9 +74,51 @@ def _ascent(classifier):
     return _ASCENT[classifier]
 
 
+def _checked(x, y, epsilon, steps, step_size, restarts, clip):
+    """Validated (x, y, epsilon, step_size or None) in float32 / int32; ValueError on a bad
+    radius, step count, restart count, step size, or inputs outside ``clip``."""
+    epsilon = tf.cast(check_epsilon(epsilon), tf.float32)  # attacks run in float32
+    if step_size is not None and not step_size > 0:
+        raise ValueError(f"step_size must be > 0. Received: step_size={step_size!r}")
+    if int(steps) < 0:
+        raise ValueError(f"steps must be an integer >= 0. Received: steps={steps!r}")
+    if int(restarts) < 1:
+        raise ValueError(f"restarts must be an integer >= 1. Received: restarts={restarts!r}")
+    x = tf.convert_to_tensor(x, tf.float32)
+    if clip is not None and not bool(tf.reduce_all((x >= clip[0]) & (x <= clip[1]))):
+        raise ValueError(f"Inputs lie outside the clip range; pass clip=None for inputs that "
+                         f"are not pixels in that range. Received: clip={tuple(clip)}")
+    y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+    step_size = None if step_size is None else tf.constant(step_size, tf.float32)
+    return x, y, epsilon, step_size
+
+
+def _search(classifier, x, y, steps, restarts, seed, start, move):
+    """The PGD loop of both norms: each restart draws delta = start(generator) and takes
+    ``steps`` ascent steps delta <- move(delta, grad); per sample, the first misclassified
+    x + delta is kept (x itself when none is found). Stops once every sample is broken."""
+    generator = tf.random.Generator.from_seed(seed)
+    ascend = _ascent(classifier)
+    best = x
+    broken = tf.zeros(tf.shape(y), tf.bool)
+    for _ in range(int(restarts)):
+        delta = start(generator)
+        for step in range(int(steps) + 1):
+            grad, wrong = ascend(x, y, delta)
+            fresh = tf.logical_and(wrong, tf.logical_not(broken))
+            best = tf.where(per_sample(fresh, x), x + delta, best)
+            broken = tf.logical_or(broken, wrong)
+            if step == int(steps) or bool(tf.reduce_all(broken)):
+                break
+            delta = move(delta, grad)
+        if bool(tf.reduce_all(broken)):
+            break
+    return best, broken
+
+
 def pgd_l2(classifier, x, y, epsilon, steps=100, step_size=None, restarts=1,
            clip=(0.0, 1.0), seed=0):
-    """Searches ||delta|| <= eps (and x + delta in ``clip``) for a misclassification.
+    """Searches ||delta||_2 <= eps (and x + delta in ``clip``) for a misclassification.
 
     Each restart begins at a uniform random point of the ball and takes ``steps``
     normalised-gradient ascent steps delta <- P(delta + step_size * grad / ||grad||) on
@@ -70,36 +130,48 @@ def pgd_l2(classifier, x, y, epsilon, steps=100, step_size=None, restarts=1,
         classifier: callable mapping a batch to logits (e.g. ``model.f``).
         x: inputs (B, ...). y: labels (B,) to move away from (often the prediction).
         epsilon: l2 radius > 0. clip: pixel range (lo, hi) that ``x`` lies in, or None.
+        steps: ascent steps >= 0 per restart. restarts: random starts >= 1.
+        seed: seed of the random starts (the same seed gives the same result).
 
     Returns:
-        (x_adv, broken): adversarial inputs and a (B,) bool mask of misclassified ones.
+        (x_adv, broken): float32 adversarial inputs and a (B,) bool mask of misclassified
+        ones.
     """
-    epsilon = tf.cast(check_epsilon(epsilon), tf.float32)  # attacks run in float32
-    if step_size is not None and not step_size > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}.")
-    if int(steps) < 0 or int(restarts) < 1:
-        raise ValueError(f"Need steps >= 0 and restarts >= 1, got {steps}, {restarts}.")
-    step_size = epsilon / 4.0 if step_size is None else tf.constant(step_size, epsilon.dtype)
-    x = tf.convert_to_tensor(x, epsilon.dtype)
-    if clip is not None and not bool(tf.reduce_all((x >= clip[0]) & (x <= clip[1]))):
-        raise ValueError(f"Inputs lie outside the clip range {tuple(clip)}; pass clip=None "
-                         "for inputs that are not pixels in that range.")
-    y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-    generator = tf.random.Generator.from_seed(seed)
-    ascend = _ascent(classifier)
-    best = x
-    broken = tf.zeros(tf.shape(y), tf.bool)
-    for _ in range(int(restarts)):
-        delta = project(random_ball(tf.shape(x), epsilon, generator), x, epsilon, clip)
-        for step in range(int(steps) + 1):
-            grad, wrong = ascend(x, y, delta)
-            fresh = tf.logical_and(wrong, tf.logical_not(broken))
-            best = tf.where(per_sample(fresh, x), x + delta, best)
-            broken = tf.logical_or(broken, wrong)
-            if step == steps or bool(tf.reduce_all(broken)):
-                break
-            grad = grad / per_sample(tf.maximum(l2_norm(grad), 1e-12), grad)
-            delta = project(delta + step_size * grad, x, epsilon, clip)
-        if bool(tf.reduce_all(broken)):
-            break
-    return best, broken
+    x, y, epsilon, step_size = _checked(x, y, epsilon, steps, step_size, restarts, clip)
+    step_size = epsilon / 4.0 if step_size is None else step_size
+
+    def move(delta, grad):
+        grad = grad / per_sample(tf.maximum(l2_norm(grad), 1e-12), grad)
+        return project(delta + step_size * grad, x, epsilon, clip)
+
+    return _search(
+        classifier, x, y, steps, restarts, seed, move=move,
+        start=lambda generator: project(random_ball(tf.shape(x), epsilon, generator), x,
+                                        epsilon, clip))
+
+
+def pgd_linf(classifier, x, y, epsilon, steps=100, step_size=None, restarts=1,
+             clip=(0.0, 1.0), seed=0):
+    """Searches ||delta||_inf <= eps (and x + delta in ``clip``) for a misclassification.
+
+    Each restart begins at a uniform random point of the box [-eps, eps]^d and takes
+    ``steps`` signed-gradient ascent steps (Madry et al., 2018)
+
+        delta <- clip(x + clip(delta + step_size * sign(grad), -eps, eps), lo, hi) - x
+
+    on the cross-entropy of label ``y``; the two clips are the exact projection onto the
+    intersection of the two boxes. The default step_size = 2.5 * eps / max(steps, 1)
+    (Madry et al.'s rule: ``steps`` steps can cross the box 1.25 times, so every corner is
+    reachable from any start; eps / 40 for the 100 steps of the l-infinity papers). The
+    returned point of each sample is the first misclassified iterate found (x itself when
+    none was found). Arguments and results as ``pgd_l2``, with ``epsilon`` the
+    l-infinity radius > 0.
+    """
+    x, y, epsilon, step_size = _checked(x, y, epsilon, steps, step_size, restarts, clip)
+    step_size = 2.5 * epsilon / max(int(steps), 1) if step_size is None else step_size
+    return _search(
+        classifier, x, y, steps, restarts, seed,
+        move=lambda delta, grad: project_linf(delta + step_size * tf.sign(grad), x, epsilon,
+                                              clip),
+        start=lambda generator: project_linf(random_box(tf.shape(x), epsilon, generator), x,
+                                             epsilon, clip))

@@ -131,13 +131,18 @@ def test_seeded_and_restarts_only_add(linear):
     assert np.all(more[1].numpy() >= one[1].numpy())
 
 
-def test_errors():
+@pytest.mark.parametrize("attack", [pgd_l2, gl.attacks.pgd_linf], ids=["l2", "linf"])
+def test_errors(attack):
     classifier = gl.layers.Dense(2)
     x = np.full((2, 3), 0.5, np.float32)
     with pytest.raises(ValueError, match="epsilon"):
-        pgd_l2(classifier, x, [0, 1], 0.0)
+        attack(classifier, x, [0, 1], 0.0)
     with pytest.raises(ValueError, match="clip range"):
-        pgd_l2(classifier, x + 1.0, [0, 1], 0.1)
-    with pytest.raises(ValueError, match="step_size"):
-        pgd_l2(classifier, x, [0, 1], 0.1, step_size=0.0)
+        attack(classifier, x + 1.0, [0, 1], 0.1)
+    with pytest.raises(ValueError, match="Received: step_size=0.0"):
+        attack(classifier, x, [0, 1], 0.1, step_size=0.0)
+    with pytest.raises(ValueError, match="Received: steps=-1"):
+        attack(classifier, x, [0, 1], 0.1, steps=-1)
+    with pytest.raises(ValueError, match="Received: restarts=0"):
+        attack(classifier, x, [0, 1], 0.1, restarts=0)
     assert gl.attacks.pgd_l2 is pgd_l2
