@@ -4,11 +4,13 @@ import math
 import numpy as np
 import pytest
 
+import gloro_local as gl
 from gloro_local import architectures
 from gloro_local.bounds import SeamNetwork
 from gloro_local.layers import ClippedMaxMin, Conv2D, Dense, Flatten, MaxMin, ReLU, ReLUTheta
 
 MNIST, CIFAR, TINY = (28, 28, 1), (32, 32, 3), (64, 64, 3)
+LINF = ("SMALL", "SMALL*", "MEDIUM", "LARGE", "LARGE*")  # the l-infinity papers' networks
 ACTIVATION_TYPES = {"relu": ReLU, "relu_theta": ReLUTheta, "maxmin": MaxMin,
                     "clipped_maxmin": ClippedMaxMin}
 
@@ -19,6 +21,7 @@ def shapes(model):
             if isinstance(layer, (Conv2D, Dense, Flatten))]
 
 
+# Small* is 2C2F and Medium is 4C3F (test_linf_networks_that_coincide_reuse_the_builder)
 @pytest.mark.parametrize("name, input_shape, classes, expected", [
     ("2C2F", MNIST, 10, [(14, 14, 16), (7, 7, 32), (1568,), (100,), (10,)]),
     ("4C3F", MNIST, 10, [(28, 28, 32), (14, 14, 32), (14, 14, 64), (7, 7, 64), (3136,),
@@ -32,16 +35,33 @@ def shapes(model):
                          (256,), (200,)]),
     ("7C1F", MNIST, 10, [(28, 28, 32), (28, 28, 32), (14, 14, 32), (14, 14, 64),
                          (14, 14, 64), (7, 7, 64), (7, 7, 128), (6272,), (10,)]),
+    ("small", MNIST, 10, [(14, 14, 16), (14, 14, 32), (6272,), (100,), (10,)]),
+    ("small", CIFAR, 10, [(16, 16, 16), (16, 16, 32), (8192,), (100,), (10,)]),
+    ("small_star", CIFAR, 10, [(16, 16, 16), (8, 8, 32), (2048,), (100,), (10,)]),
+    ("medium", CIFAR, 10, [(32, 32, 32), (16, 16, 32), (16, 16, 64), (8, 8, 64), (4096,),
+                           (512,), (512,), (10,)]),
+    ("large", MNIST, 10, [(28, 28, 64), (28, 28, 64), (14, 14, 128), (14, 14, 128),
+                          (14, 14, 128), (25088,), (512,), (10,)]),
+    ("large", CIFAR, 10, [(32, 32, 64), (32, 32, 64), (16, 16, 128), (16, 16, 128),
+                          (16, 16, 128), (32768,), (512,), (10,)]),
+    ("large*", MNIST, 10, [(28, 28, 64), (14, 14, 128), (14, 14, 128), (14, 14, 128),
+                           (25088,), (512,), (10,)]),
+    ("cnn_large_star", CIFAR, 10, [(32, 32, 64), (16, 16, 128), (16, 16, 128),
+                                   (16, 16, 128), (32768,), (512,), (10,)]),
 ])
 def test_layer_shapes_match_the_papers(name, input_shape, classes, expected):
     model = architectures.get(name, input_shape=input_shape, num_classes=classes)
     assert shapes(model) == expected
 
 
+INPUTS = {"mnist": (MNIST, 10), "cifar": (CIFAR, 10), "tiny_imagenet": (TINY, 200)}
+
+
 @pytest.mark.parametrize("activation", architectures.ACTIVATIONS)
-@pytest.mark.parametrize("input_shape, classes", [(MNIST, 10), (CIFAR, 10), (TINY, 200)],
-                         ids=["mnist", "cifar", "tiny_imagenet"])
-@pytest.mark.parametrize("name", sorted(architectures.ARCHITECTURES))
+@pytest.mark.parametrize("name, input_shape, classes", [
+    pytest.param(name, *INPUTS[data], id=f"{name}-{data}")
+    for name in sorted(architectures.ARCHITECTURES) for data in INPUTS
+    if not (name in LINF and data == "tiny_imagenet")])  # the l-inf papers: MNIST, CIFAR, SVHN
 def test_builds_with_every_activation(name, input_shape, classes, activation):
     model = architectures.get(name, input_shape=input_shape, num_classes=classes,
                               activation=activation)
@@ -93,9 +113,35 @@ def test_activation_parameters():
     assert np.all(clipped.upper.numpy() == 1.0) and np.all(clipped.lower.numpy() == -1.0)
 
 
+@pytest.mark.parametrize("name", LINF)
+@pytest.mark.parametrize("input_shape", [MNIST, CIFAR], ids=["mnist", "cifar"])
+def test_linf_networks_are_relu_seams_of_a_local_gloro_net(name, input_shape):
+    """ReLU by default, and every layer a seam the local bound supports."""
+    model = architectures.get(name, input_shape=input_shape)
+    assert {type(layer) for layer in model.layers} == {Conv2D, Dense, Flatten, ReLU}
+    net = gl.LocalGloroNet(model, 0.1)
+    assert net.num_classes == 10
+    assert len(net.network.hidden) == sum(isinstance(layer, ReLU) for layer in model.layers)
+
+
+@pytest.mark.parametrize("name, same_as", [("small*", architectures.cnn_2C2F),
+                                           ("medium", architectures.cnn_4C3F)])
+def test_linf_networks_that_coincide_reuse_the_builder(name, same_as):
+    model = architectures.get(name, seed=3)
+    twin = same_as(seed=3, activation="relu")
+    assert model.name == twin.name
+    assert [type(layer) for layer in model.layers] == [type(layer) for layer in twin.layers]
+    for a, b in zip(model.weights, twin.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_lookup_by_name():
     assert architectures.get("cnn_4c3f").name == "cnn_4C3F"
-    with pytest.raises(ValueError, match="2C2F, 4C3F, 6C2F, 8C2F, 7C1F"):
+    assert architectures.get("CNN_Large_Star").name == "cnn_large_star"
+    assert architectures.get("large*").name == "cnn_large_star"
+    assert architectures.get("Small").name == "cnn_small"
+    with pytest.raises(ValueError, match="2C2F, 4C3F, 6C2F, 8C2F, 7C1F, SMALL, SMALL\\*, "
+                                         "MEDIUM, LARGE, LARGE\\*. Received: name='resnet'"):
         architectures.get("resnet")
     with pytest.raises(ValueError, match="relu, relu_theta, maxmin, clipped_maxmin"):
         architectures.cnn_2C2F(activation="tanh")

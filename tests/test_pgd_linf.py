@@ -15,7 +15,10 @@ import tensorflow as tf
 
 import gloro_local as gl
 from gloro_local.attacks import pgd_linf
-from test_pgd import D, EPS, RATIOS, linear, with_margins  # the same classifier and points
+import test_pgd
+from test_pgd import D, EPS, RATIOS, with_margins
+
+linear = test_pgd.linear  # the same classifier fixture as the l2 tests
 
 
 def check_feasible(x, x_adv, eps, clip):
