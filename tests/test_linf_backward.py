@@ -59,7 +59,6 @@ def numpy_crown(steps, x, eps, spec, norm, slopes=None):
     batch = x.shape[0]
     lower = np.zeros(spec.shape[:2])
     for b in range(batch):
-        lo = hi = None
         lo, hi = x[b].reshape(-1) - eps, x[b].reshape(-1) + eps
         relaxations = []
         for step in steps[:-1]:
@@ -294,9 +293,9 @@ def test_relu_states():
 
 
 def test_tightness_orders_the_relaxations():
-    """tightness = -sum_i m_i; on random networks the optimised slopes are tighter on
-    average than random slopes, and every relaxation is tighter than IBP (the paper's
-    Figure 4 ordering, in aggregate)."""
+    """tightness = -sum_i m_i; on random networks, on average: optimised slopes <
+    CROWN-IBP's adaptive slopes < random slopes < IBP (the paper's Figure 4 ordering, in
+    aggregate: each relaxation shares the IBP boxes and differs in its lower slopes)."""
     np.testing.assert_allclose(tightness(tf.constant([[0.0, 1.0, -2.5]])), [1.5])
     totals = {"ibp": 0.0, "random": 0.0, "optimized": 0.0, "crown_ibp": 0.0}
     for seed in range(4):
@@ -311,5 +310,4 @@ def test_tightness_orders_the_relaxations():
                 network, x, 0.1, spec, boxes, lower_slopes=lower_slopes))))
         totals["ibp"] += float(tf.reduce_mean(tightness(
             ibp_margin_lower_bounds(network, result, reference))))
-    assert totals["optimized"] < totals["random"]
-    assert max(totals["optimized"], totals["crown_ibp"], totals["random"]) < totals["ibp"]
+    assert totals["optimized"] < totals["crown_ibp"] < totals["random"] < totals["ibp"]

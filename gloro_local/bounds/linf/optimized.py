@@ -40,13 +40,16 @@ def optimized_lower_slopes(network, x, epsilon, spec, boxes, eta=1.0, seed=None,
         a = clip(a_0 - eta sign(grad_a L(m(a))), 0, 1),   a_0 ~ U[0, 1]
 
     where m(a) are the ``backward_bounds`` of ``spec`` with lower slopes a and L the
-    robust cross-entropy (``robust_cross_entropy``) summed over the batch. The gradient is taken with respect to the
-    slopes only, and the result is returned under ``stop_gradient``: sign() is piecewise
-    constant, so the paper's objective L(m(a_hat)) has no gradient through the step, and
-    training differentiates the bound at the fixed slopes. With eta >= 1 (the paper's
-    range) every slope with a non-zero gradient lands on 0 or 1; slopes with a zero
-    gradient (stable neurons, neurons no specification row reaches) keep a_0. The other
-    relaxation variables stay as in CROWN-IBP (upper chord, lower intercept 0).
+    robust cross-entropy (``robust_cross_entropy``) summed over the batch. The gradient
+    is taken with respect to the slopes only (the boxes are held fixed), and the result
+    is returned under ``stop_gradient``: sign() is piecewise constant, so the paper's
+    final objective L(m(a_hat)) has no gradient through the step, and training
+    differentiates the bound at the fixed slopes. With eta >= 1 (the paper's range)
+    every slope with a non-zero gradient lands on 0 or 1; slopes with a zero gradient
+    (stable neurons, neurons no specification row reaches) keep a_0. The other
+    relaxation variables stay as in CROWN-IBP and the paper's section 5: the upper
+    chord u+ / (u+ - l-) (z - l-) and the lower intercept 0, with the IBP relaxation
+    for every layer's pre-activation box.
 
     Args:
         network, x, epsilon, spec, boxes, norm, clip: as in ``backward_bounds``; with
