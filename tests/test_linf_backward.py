@@ -311,3 +311,23 @@ def test_tightness_orders_the_relaxations():
         totals["ibp"] += float(tf.reduce_mean(tightness(
             ibp_margin_lower_bounds(network, result, reference))))
     assert totals["optimized"] < totals["crown_ibp"] < totals["random"] < totals["ibp"]
+
+
+def test_runs_compiled_with_an_unknown_batch():
+    """IBP, the optimised slopes and both closures trace under tf.function with a
+    batch of unknown size and give the eager values."""
+    input_shape, make_layers, eps = NETWORKS["conv"]
+    network, x, reference, _ = build(input_shape, make_layers)
+
+    def bounds(x, reference):
+        result = ibp(network, x, eps)
+        spec = specification(reference, CLASSES)
+        slopes = optimized_lower_slopes(network, x, eps, spec, result.pre_activation, seed=3)
+        return [backward_bounds(network, x, eps, spec, result.pre_activation, norm, slopes)
+                for norm in ("linf", "l2")] + [ibp_margin_lower_bounds(network, result,
+                                                                         reference)]
+
+    compiled = tf.function(bounds, input_signature=[
+        tf.TensorSpec((None,) + input_shape, tf.float32), tf.TensorSpec((None,), tf.int64)])
+    for got, want in zip(compiled(x, reference), bounds(x, reference)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
