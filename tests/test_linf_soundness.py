@@ -5,7 +5,7 @@ For each network (random ReLU networks, one trained on the sectors data, one wit
 ClippedMaxMin and ReLUTheta) and each relaxation (IBP, CROWN-IBP's adaptive slopes,
 random slopes, the optimised slopes), the l-infinity bounds are checked on a 101 x 101
 grid of the square [x - eps, x + eps]^2 plus points on its boundary, and the l2 bounds on
-the disc (``disc_offsets``).
+the disc (``disc_offsets``), also with the library's l2 boxes (box and ball).
 """
 import keras
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import disc_offsets, sectors
-from gloro_local.bounds import SeamNetwork
+from gloro_local.bounds import SeamNetwork, propagate, sound_global_norms
 from gloro_local.bounds.linf import (backward_bounds, ibp, ibp_margin_lower_bounds,
                                      initial_slopes, optimized_lower_slopes, specification)
 from gloro_local.layers import ClippedMaxMin, Dense, MaxMin, ReLU, ReLUTheta
@@ -133,3 +133,17 @@ def test_bounds_hold_on_the_grid(case, norm):
         certified = np.all(np.where(others, m, np.inf) > 0, axis=1)
         assert np.sum(certified) >= 0.05 * len(x), (name, relaxation, np.sum(certified))
         assert not np.any(certified & flips), (name, relaxation)
+
+
+def test_l2_bounds_on_ball_boxes_hold_on_the_disc(case):
+    """The l2 backward pass on the library's l2 boxes (box intersected with the ball, with
+    sound global norms) instead of IBP's also holds on the disc and certifies points."""
+    name, network, eps, x, reference = case
+    prop = propagate(network, x, tf.constant(eps), sound_global_norms(network))
+    boxes = [(act.lo, act.hi) for act in prop.activations]
+    spec = specification(reference, network.num_classes)
+    m = np.asarray(backward_bounds(network, x, eps, spec, boxes, "l2"))
+    true = grid_margins(network, x, reference, disc_offsets(eps, grid=101, circle=400))
+    assert np.all(m[:, None, :] <= true + TOL), name
+    others = np.arange(network.num_classes)[None] != reference[:, None]
+    assert np.sum(np.all(np.where(others, m, np.inf) > 0, axis=1)) >= 0.05 * len(x), name
