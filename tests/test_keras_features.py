@@ -66,6 +66,12 @@ def test_compile_metrics_survive_saving(tmp_path):
     assert got["accuracy"] == pytest.approx(expected["accuracy"])
 
 
+def test_an_uncompiled_model_loads_uncompiled(tmp_path):
+    model = make_model()
+    model.save(tmp_path / "model.keras")
+    assert not gl.load_model(tmp_path / "model.keras").compiled
+
+
 @pytest.mark.parametrize("metrics, match", [(["vra"], "taken"), (["accuracy", "accuracy"],
                                             "taken"), ({"out": "accuracy"}, "list"),
                                             ([["accuracy"]], "flat list")])

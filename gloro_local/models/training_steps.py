@@ -52,7 +52,7 @@ class TrainingSteps:
     def get_compile_config(self):
         """Keras's compile config plus the user metrics (they are not passed to Keras)."""
         config = super().get_compile_config()
-        if config is not None:
+        if config:  # {} when the model was never compiled
             for key, made in (("metrics", getattr(self, "user_metrics", [])),
                               ("weighted_metrics", getattr(self, "weighted_user_metrics",
                                                            []))):
