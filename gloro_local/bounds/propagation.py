@@ -1,9 +1,10 @@
-"""One pass of (centre, box, ball) and of the varying-neuron masks through every layer but
-the logit layer."""
+"""One walk of a bound through every layer but the logit layer, with the masks of the
+neurons that may move."""
 from typing import List, NamedTuple, Optional
 
 import tensorflow as tf
 
+from gloro_local.bounds.strategies import get_bound
 from gloro_local.layers import ActivationSeam, BoundState, LinearSeam
 
 
@@ -18,14 +19,15 @@ class ActivationBox(NamedTuple):
 
 
 class Propagation(NamedTuple):
-    """What one propagation pass found.
+    """What one walk found.
 
     penultimate: the bound state at the input of the logit layer.
     in_masks, out_masks: per hidden linear layer, the column mask M_in (inputs that may
         move; the others are constant over the eps-ball and deleted) and the row mask
         M_out (outputs that reach the next layer only through element-wise activations
         and reshapes that hold them constant are deleted); None means no mask.
-    activations: per activation layer, its pre-activation box and own mask.
+    activations: per activation layer, its pre-activation box and own mask (None when
+        the bound tracks no masks).
     """
 
     penultimate: BoundState
@@ -34,22 +36,11 @@ class Propagation(NamedTuple):
     activations: List[ActivationBox]
 
 
-def forward(network, x, epsilon, layer_norms, box_gradient=True):
-    """The clean pass alone, with the ball radius eps * prod_l ||W_l|| (no box, no masks):
-    all that the ball-only 'gloro' bound needs. The returned box is the point itself
-    (``box_gradient`` is accepted for a common signature: there is no box)."""
-    centre = network.features(tf.cast(x, epsilon.dtype))
-    radius = tf.fill(tf.shape(centre)[:1], epsilon)
-    for norm in layer_norms:
-        radius = radius * tf.cast(norm, radius.dtype)
-    hidden = len(layer_norms)
-    return Propagation(BoundState(centre, centre, centre, radius), [None] * hidden,
-                       [None] * hidden, [])
-
-
-def propagate(network, x, epsilon, layer_norms, box_gradient=True):
-    """Propagates the clean input, the box x +- eps, the ball (x, eps) and the mask of
-    neurons that may move through ``network``.
+def walk(network, bound, x, epsilon, layer_norms, box_gradient=True):
+    """Walks ``bound`` (a ``Bound`` or its name) through ``network``: its initial state,
+    then its step for every layer but the logit layer, recording every activation's
+    pre-activation box and, when the bound tracks them, the masks of neurons that may
+    move.
 
     The mask follows the layers' own rules: a linear layer's outputs may all move; an
     activation maps the mask of its inputs to that of its outputs (``map_mask``); a
@@ -60,11 +51,12 @@ def propagate(network, x, epsilon, layer_norms, box_gradient=True):
 
     Args:
         network: a ``SeamNetwork``.
+        bound: the ``Bound`` whose steps are taken.
         x: inputs, shape (B,) + network.input_shape.
-        epsilon: the l2 radius (scalar tensor, already validated).
+        epsilon: the radius (scalar tensor, already validated); its dtype is the walk's.
         layer_norms: an upper bound of the spectral norm of every hidden linear layer
-            (list of scalars); the ball radius after layer l is eps * prod_{k<=l} ||W_k||,
-            which feeds the masks.
+            (list of scalars), for bounds that use them (the l2 ball radius after layer
+            l is eps * prod_{k<=l} ||W_k||, which feeds the masks).
         box_gradient: False stops the gradient at the box entering every linear layer,
             so the box of each layer is differentiable in that layer's weights alone
             (the penultimate box in the logit layer's worst case, each activation's box
@@ -74,8 +66,8 @@ def propagate(network, x, epsilon, layer_norms, box_gradient=True):
     Returns:
         a ``Propagation``.
     """
-    x = tf.cast(x, epsilon.dtype)
-    state = BoundState(x, x - epsilon, x + epsilon, tf.fill(tf.shape(x)[:1], epsilon))
+    bound = get_bound(bound)
+    state = bound.initial_state(tf.cast(x, epsilon.dtype), epsilon)
     in_masks, out_masks, activations = [], [], []
     mask = None
     rows_open = False
@@ -86,17 +78,27 @@ def propagate(network, x, epsilon, layer_norms, box_gradient=True):
             if not box_gradient:
                 state = state._replace(lo=tf.stop_gradient(state.lo),
                                        hi=tf.stop_gradient(state.hi))
-            state = seam.propagate(state, layer_norms[len(in_masks) - 1])
+            norm = layer_norms[len(in_masks) - 1] if bound.uses_norms else None
+            state = bound.linear_step(seam, state, norm)
             mask, rows_open, linear_shape = None, True, tf.shape(state.centre)
             continue
         if isinstance(seam, ActivationSeam):
-            own = seam.varying(state.lo, state.hi)
+            own = seam.varying(state.lo, state.hi) if bound.tracks_masks else None
             activations.append(ActivationBox(seam, state.lo, state.hi, own))
-            mask = seam.map_mask(mask, own)
-            rows_open = rows_open and seam.elementwise
-            if rows_open and mask is not None:
-                out_masks[-1] = tf.reshape(mask, linear_shape)
+            if bound.tracks_masks:
+                mask = seam.map_mask(mask, own)
+                rows_open = rows_open and seam.elementwise
+                if rows_open and mask is not None:
+                    out_masks[-1] = tf.reshape(mask, linear_shape)
+            state = bound.activation_step(seam, state)
         else:
             mask = seam.map_mask(mask)
-        state = seam.propagate(state)
+            state = bound.shape_step(seam, state)
     return Propagation(state, in_masks, out_masks, activations)
+
+
+def propagate(network, x, epsilon, layer_norms, box_gradient=True):
+    """The walk of the l2 box-and-ball bound ('global', which 'local' shares): the
+    clean input, the box x +- eps, the ball (x, eps) and the masks of neurons that may
+    move (see ``walk``)."""
+    return walk(network, "global", x, epsilon, layer_norms, box_gradient)

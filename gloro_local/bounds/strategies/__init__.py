@@ -1,0 +1,10 @@
+"""Certified bounds as pluggable strategies behind one interface (``Bound``); importing
+this package registers the built-in ones."""
+from gloro_local.bounds.strategies.base import (Bound, BoundContext, Margins, bound_names,
+                                                get_bound, register)
+from gloro_local.bounds.strategies.global_bound import GlobalBound
+from gloro_local.bounds.strategies.gloro import GloroBound
+from gloro_local.bounds.strategies.local import LocalBound, capped_sigmas
+
+__all__ = ["Bound", "BoundContext", "GlobalBound", "GloroBound", "LocalBound", "Margins",
+           "bound_names", "capped_sigmas", "get_bound", "register"]
