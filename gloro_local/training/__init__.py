@@ -5,7 +5,10 @@ from gloro_local.training.iterate_store import IterateStore
 from gloro_local.training.losses import (LOSSES, BCPLoss, GloroCrossEntropy, RobustLoss,
                                          Trades, get_loss)
 from gloro_local.training.metrics import RobustMetrics, certified
+from gloro_local.training.nonfinite_guard import NonFiniteLossGuard
+from gloro_local.training.user_metrics import user_metrics
 
 __all__ = ["BCPLoss", "ConvergeGlobalNorms", "EpsilonSchedule", "GloroCrossEntropy",
            "IterateStore", "LOSSES", "LambdaSchedule", "LearningRateSchedule",
-           "RobustLoss", "RobustMetrics", "Trades", "certified", "get_loss"]
+           "NonFiniteLossGuard", "RobustLoss", "RobustMetrics", "Trades", "certified",
+           "get_loss", "user_metrics"]
