@@ -1,4 +1,4 @@
-"""Loading saved LocalGloroNet models (.keras and legacy .h5) without custom_objects."""
+"""Loading saved LocalGloroNet and LinfCertifiedNet models (.keras and legacy .h5) without custom_objects."""
 import os
 
 import keras
@@ -13,7 +13,8 @@ def custom_objects():
     'gloro_local>Dense' etc. (found through the registry), while a bare 'Dense' or 'ReLU'
     is a plain Keras layer and must stay one."""
     classes = [layers.ReLUTheta, layers.MaxMin, layers.ClippedMaxMin, bounds.GlobalNorms,
-               models.ModelState, models.LocalGloroNet, training.GloroCrossEntropy,
+               models.ModelState, models.MixingState, models.LocalGloroNet,
+               models.LinfCertifiedNet, training.GloroCrossEntropy,
                training.Trades, training.BCPLoss]
     return {cls.__name__: cls for cls in classes}
 

@@ -1,4 +1,6 @@
 """From an input batch to worst-case logits: one walk and one logit step of a bound."""
+import tensorflow as tf
+
 from gloro_local.bounds.propagation import walk
 from gloro_local.bounds.strategies import BoundContext, Margins, bound_names, get_bound
 
@@ -12,10 +14,13 @@ def check_bound(bound, norm="l2"):
 
 
 def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts,
-                    budget, worst_steps=None, capped=False, box_gradient=True):
+                    budget, worst_steps=None, capped=False, box_gradient=True, beta=1.0,
+                    eta=1.0, seed=None):
     """Walks ``bound`` through ``network`` and returns its worst-case logits (``Margins``).
 
-    The l2 bounds ('local', 'global', 'gloro'; ``gloro_local.bounds.strategies``):
+    The l2 bounds ('local', 'global', 'gloro', and the 'crown_ibp_l2' baseline) and the
+    l-infinity ones ('ibp', 'crown_ibp', 'optimized') live in
+    ``gloro_local.bounds.strategies``; the l2 ones:
     'local': r = eps * prod_l sigma_l(x) with masked per-sample norms (layers whose start
         vectors are None use their global norm); the last layer maximises over the ball
         of radius r intersected with the penultimate box.
@@ -37,10 +42,13 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
         capped: use ``capped_sigmas`` (inference and certification) rather than the raw,
             differentiable estimates (training).
         box_gradient: as in ``walk`` (training option).
+        beta, eta, seed: options of the linear-relaxation bounds (``BoundContext``).
     """
     bound = get_bound(bound)
+    x = tf.cast(x, epsilon.dtype)
     propagation = walk(network, bound, x, epsilon, global_sigmas, box_gradient)
-    context = BoundContext(global_sigmas, starts, budget, worst_steps, capped)
+    context = BoundContext(global_sigmas, starts, budget, worst_steps, capped, x, beta, eta,
+                           seed)
     return bound.logit_step(network, propagation, epsilon, reference, context)
 
 

@@ -5,8 +5,8 @@ from typing import Optional
 
 import numpy as np
 
-REASONS = ("global", "local", "attacked", "not converged", "tie", "wrong class",
-           "bound too loose")
+REASONS = ("global", "local", "ibp", "crown_ibp", "optimized", "attacked", "not converged",
+           "tie", "wrong class", "bound too loose")
 
 
 @dataclass(repr=False)

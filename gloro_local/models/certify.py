@@ -9,7 +9,8 @@ from gloro_local.models.certificate import Certificate
 from gloro_local.models.inputs import check_inputs
 
 
-def _finite(values, what):
+def finite_or_raise(values, what):
+    """``values`` if all finite; FloatingPointError otherwise (never certify on NaN)."""
     if not np.all(np.isfinite(values)):
         raise FloatingPointError(f"Non-finite {what} during certification; refusing to "
                                  "certify (check the weights and inputs).")
@@ -92,7 +93,7 @@ def certify_checked(model, x, y, epsilon, globals_, rule, attack_steps=20,
 
 def _certify_batch(model, passes, x, y, epsilon, globals_, attack_steps, cheap_stages, seed):
     batch = x.shape[0]
-    logits = _finite(logits_pass(model.network)(x), "logits")
+    logits = finite_or_raise(logits_pass(model.network)(x), "logits")
     prediction = np.argmax(logits, -1).astype(np.int32)
     top2 = np.sort(logits, -1)[:, -2:]
     reason = np.full(batch, "bound too loose", dtype=object)
@@ -107,11 +108,11 @@ def _certify_batch(model, passes, x, y, epsilon, globals_, attack_steps, cheap_s
     def decide(name, rows):
         out = passes[name](x[rows], epsilon, globals_.sigmas, prediction[rows],
                            globals_.vectors)
-        bottom = _finite(out["bottom"], "bound")
+        bottom = finite_or_raise(out["bottom"], "bound")
         top = np.take_along_axis(out["logits"], prediction[rows, None], 1)[:, 0]
         ok = top > bottom
         margin[rows] = top - bottom
-        lipschitz[rows] = _finite(out["lipschitz"], "Lipschitz bound")
+        lipschitz[rows] = finite_or_raise(out["lipschitz"], "Lipschitz bound")
         bound[rows] = name
         reason[rows[ok]] = name
         return ok, out

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from gloro_local.bounds.input_checks import one_line_errors
+from gloro_local.bounds.strategies import get_bound
 from gloro_local.data import check_images
 from gloro_local.models.inputs import check_labels
 from gloro_local.training.callbacks import ConvergeGlobalNorms
@@ -40,7 +41,7 @@ class TrainingSteps:
         self.weighted_user_metrics = user_metrics(weighted_metrics)
         user_metrics(list(metrics or []) + list(weighted_metrics or []))  # distinct names
         self.robust_loss = get_loss(loss)
-        self.robust_metrics = RobustMetrics()
+        self.robust_metrics = RobustMetrics(lipschitz=get_bound(self.bound).uses_norms)
         self.loss_mean = keras.metrics.Mean(name="loss")
         super().compile(optimizer=optimizer, loss=self.robust_loss, **kwargs)
         if self.optimizer is not None and not self.optimizer.built:
@@ -81,7 +82,8 @@ class TrainingSteps:
         array that do not look like [0, 1] floats get a warning (``check_images``);
         errors raised inside a step are one line naming the epoch and batch."""
         callbacks = list(callbacks or [])
-        if not any(isinstance(c, ConvergeGlobalNorms) for c in callbacks):
+        if hasattr(self, "global_norms") and not any(
+                isinstance(c, ConvergeGlobalNorms) for c in callbacks):
             callbacks.insert(0, ConvergeGlobalNorms())
         guard = NonFiniteLossGuard()
         callbacks.insert(0, guard)

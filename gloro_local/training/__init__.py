@@ -1,6 +1,7 @@
 """Losses, metrics, schedules and the per-sample iterate store."""
-from gloro_local.training.callbacks import (ConvergeGlobalNorms, EpsilonSchedule,
-                                            LambdaSchedule, LearningRateSchedule)
+from gloro_local.training.callbacks import (BetaSchedule, ConvergeGlobalNorms,
+                                            EpsilonSchedule, KappaSchedule, LambdaSchedule,
+                                            LearningRateSchedule)
 from gloro_local.training.iterate_store import IterateStore
 from gloro_local.training.losses import (LOSSES, BCPLoss, GloroCrossEntropy, RobustLoss,
                                          Trades, get_loss)
@@ -8,7 +9,7 @@ from gloro_local.training.metrics import RobustMetrics, certified
 from gloro_local.training.nonfinite_guard import NonFiniteLossGuard
 from gloro_local.training.user_metrics import user_metrics
 
-__all__ = ["BCPLoss", "ConvergeGlobalNorms", "EpsilonSchedule", "GloroCrossEntropy",
+__all__ = ["BCPLoss", "BetaSchedule", "ConvergeGlobalNorms", "KappaSchedule", "EpsilonSchedule", "GloroCrossEntropy",
            "IterateStore", "LOSSES", "LambdaSchedule", "LearningRateSchedule",
            "NonFiniteLossGuard", "RobustLoss", "RobustMetrics", "Trades", "certified",
            "get_loss", "user_metrics"]

@@ -93,6 +93,34 @@ class LambdaSchedule(_BatchRamp):
         self.model.robust_loss.lam.assign(max(value, 0.0))
 
 
+class KappaSchedule(LambdaSchedule):
+    """Ramps kappa, the weight of the natural loss in the mixed loss kappa CE(z, y) +
+    (1 - kappa) CE(z*, y) ('mixed_crossentropy', whose lam is 1 - kappa), linearly from
+    ``start`` to ``end`` over ``epochs`` epochs (CROWN-IBP: 1 -> 0). Both in [0, 1]."""
+
+    def __init__(self, start, end, epochs):
+        for name, value in (("start", start), ("end", end)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"kappa must stay in [0, 1]. Received: {name}={value}")
+        super().__init__(1.0 - start, 1.0 - end, epochs)
+
+
+class BetaSchedule(_BatchRamp):
+    """Ramps ``model.beta`` of a ``LinfCertifiedNet`` (the weight of the relaxation's
+    margins against IBP's) linearly from ``start`` to ``end`` over ``epochs`` epochs, per
+    batch (CROWN-IBP 1 -> 0). Both in [0, 1]."""
+
+    def __init__(self, start, end, epochs):
+        super().__init__(epochs)
+        for name, value in (("start", start), ("end", end)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"beta must stay in [0, 1]. Received: {name}={value}")
+        self.start, self.end = float(start), float(end)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.beta.assign(_ramp(self.progress(batch), self.start, self.end, "linear"))
+
+
 class LearningRateSchedule(keras.callbacks.Callback):
     """The paper's schedule (eq. 27): ``lr`` for the first ``constant_epochs`` epochs, then
     exponential decay reaching ``end_lr`` at the last epoch:

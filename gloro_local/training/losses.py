@@ -63,7 +63,9 @@ class Trades(RobustLoss):
 @keras.saving.register_keras_serializable(package="gloro_local")
 class BCPLoss(RobustLoss):
     """Local-Lip-B: (1 - lam) CE(z, y) + lam CE(z*, y), z* the worst-case logits against y;
-    lam is ramped from 0 to 1 by ``LambdaSchedule``."""
+    lam is ramped from 0 to 1 by ``LambdaSchedule``. Also the mixed loss of CROWN-IBP and
+    "Loss Landscape Matters" (eq. 7), kappa CE(z, y) + (1 - kappa) CE(z*, y), with
+    kappa = 1 - lam (``'mixed_crossentropy'``, ``KappaSchedule``)."""
 
     def call(self, y_true, y_pred):
         logits, _, worst = split_outputs(y_pred)
@@ -71,7 +73,8 @@ class BCPLoss(RobustLoss):
         return (1.0 - self.lam) * _ce(labels, logits) + self.lam * _ce(labels, worst)
 
 
-LOSSES = {"crossentropy": GloroCrossEntropy, "trades": Trades, "bcp": BCPLoss}
+LOSSES = {"crossentropy": GloroCrossEntropy, "trades": Trades, "bcp": BCPLoss,
+          "mixed_crossentropy": BCPLoss}
 
 
 def get_loss(loss, **kwargs):

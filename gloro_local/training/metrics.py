@@ -16,9 +16,13 @@ class RobustMetrics:
     varying: mean fraction of activation neurons that may move."""
 
     NAMES = ("clean_acc", "vra", "rejection_rate", "local_bound", "global_bound", "varying")
+    LIPSCHITZ = ("local_bound", "global_bound", "varying")
 
-    def __init__(self):
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.NAMES}
+    def __init__(self, lipschitz=True):
+        """``lipschitz=False`` (bounds that use no norm): no local_bound, global_bound
+        and varying trackers."""
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.NAMES
+                         if lipschitz or name not in self.LIPSCHITZ}
 
     def update(self, labels, logits, bottom, lipschitz, global_lipschitz, varying):
         correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
@@ -26,8 +30,8 @@ class RobustMetrics:
         values = {"clean_acc": correct, "vra": tf.logical_and(correct, robust),
                   "rejection_rate": tf.logical_not(robust), "local_bound": lipschitz,
                   "global_bound": global_lipschitz, "varying": varying}
-        for name, value in values.items():
-            self.trackers[name].update_state(tf.cast(value, tf.float32))
+        for name, tracker in self.trackers.items():
+            tracker.update_state(tf.cast(values[name], tf.float32))
 
     def __iter__(self):
         return iter(self.trackers.values())

@@ -44,6 +44,12 @@ class BoundContext(NamedTuple):
     budget: power-iteration steps (training) or a ``StoppingRule``.
     worst_steps: clipping steps of the worst-logit iteration (None: exact).
     capped: inference / certification (True) rather than training (False).
+    inputs: the input batch, in the walk's dtype (linear-relaxation bounds close their
+        backward pass at it).
+    beta: weight of a relaxation's margins against IBP's (``crown_ibp``, ``optimized``):
+        m = (1 - beta) m_IBP + beta m_relaxation; 1: the relaxation alone.
+    eta: the sign-gradient step of the optimised relaxation.
+    seed: seed of the optimised relaxation's start slopes (None: a fresh draw).
     """
 
     global_sigmas: list
@@ -51,6 +57,10 @@ class BoundContext(NamedTuple):
     budget: Any
     worst_steps: Optional[int] = None
     capped: bool = False
+    inputs: Any = None
+    beta: Any = 1.0
+    eta: float = 1.0
+    seed: Optional[int] = None
 
 
 class Bound(abc.ABC):
