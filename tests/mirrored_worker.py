@@ -27,13 +27,17 @@ import gloro_local as gl  # noqa: E402
 from gloro_local.layers import Dense, Flatten, ReLUTheta  # noqa: E402
 
 N, BATCH, EPOCHS, CLASSES = 128, 32, 2, 4
-SCENARIOS = {  # name: LocalGloroNet and compile arguments, whether a store is attached
-    "local_store": (dict(bound="local", lam_sparse=0.05, training_dtype="float32"),
+SCENARIOS = {  # name: model class and arguments, loss, whether a store is attached
+    "local_store": (gl.LocalGloroNet,
+                    dict(bound="local", lam_sparse=0.05, training_dtype="float32"),
                     "crossentropy", True),
     # bfloat16 training bounds ('auto' on AMX / AVX512-BF16 CPUs): the store's vectors
     # cross the replicas in float16, as collectives take no bfloat16
-    "local_store_bf16": (dict(bound="local", training_dtype="bfloat16"), "crossentropy",
-                         True),
+    "local_store_bf16": (gl.LocalGloroNet, dict(bound="local", training_dtype="bfloat16"),
+                         "crossentropy", True),
+    # l-infinity: CROWN-IBP mixed with IBP (beta 0.5), the mixed loss of eq. 7
+    "linf_crown_ibp": (gl.LinfCertifiedNet, dict(relaxation="crown_ibp", beta=0.5),
+                       "mixed_crossentropy", False),
 }
 
 
@@ -44,7 +48,9 @@ def data():
     return x, y
 
 
-def dataset(x, y):
+def dataset(x, y, with_index=True):
+    if not with_index:
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
     index = np.arange(N, dtype=np.int64)
     return tf.data.Dataset.from_tensor_slices(((x, index), y)).batch(BATCH)
 
@@ -57,14 +63,14 @@ def net():
         Dense(CLASSES, kernel_initializer=init(2))])
 
 
-def run(strategy, options, loss, with_store, x, y):
+def run(strategy, kind, options, loss, with_store, x, y):
     with strategy.scope():
-        model = gl.LocalGloroNet(net(), 0.1, **options)
+        model = kind(net(), 0.1, **options)
         model.compile(keras.optimizers.SGD(0.2), loss=loss)
         store = model.attach_store(N) if with_store else None
     initial = [] if store is None else [t.numpy() for t in store.tables if t is not None]
     start = [w.numpy() for w in model.weights]
-    history = model.fit(dataset(x, y), epochs=EPOCHS, verbose=0, shuffle=False)
+    history = model.fit(dataset(x, y, with_store), epochs=EPOCHS, verbose=0, shuffle=False)
     return model, initial, start, history.history
 
 
@@ -74,15 +80,17 @@ def main(out, save_dir):
                   "mirrored": tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])}
     assert strategies["mirrored"].num_replicas_in_sync == 2
     arrays = {}
-    for name, (options, loss, with_store) in SCENARIOS.items():
+    for name, (kind, options, loss, with_store) in SCENARIOS.items():
         for run_name, strategy in strategies.items():
-            model, initial, start, history = run(strategy, options, loss, with_store, x, y)
+            model, initial, start, history = run(strategy, kind, options, loss, with_store,
+                                                 x, y)
             prefix = f"{name}/{run_name}"
             for k, w in enumerate(model.weights):
                 arrays[f"{prefix}/weight_{k}"] = w.numpy()
                 arrays[f"{prefix}/initial_weight_{k}"] = start[k]
             for key in ("loss", "vra", "varying"):
-                arrays[f"{prefix}/{key}"] = np.array(history[key])
+                if key in history:
+                    arrays[f"{prefix}/{key}"] = np.array(history[key])
             if with_store:
                 tables = [t for t in model.store.tables if t is not None]
                 for k, table in enumerate(tables):

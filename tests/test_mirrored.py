@@ -49,6 +49,22 @@ def test_same_weights_as_one_device(runs, scenario=SCENARIO):
         assert np.abs(runs[f"{scenario}/single/weight_{k}"] - initial).max() > 1e-3
 
 
+def test_linf_model_trains_alike_under_mirrored_strategy(runs, scenario="linf_crown_ibp"):
+    """LinfCertifiedNet (CROWN-IBP mixed with IBP, the mixed loss) under MirroredStrategy
+    ends with the weights of one device."""
+    names = sorted({key.rsplit("/", 1)[1] for key in runs
+                    if key.startswith(f"{scenario}/single/weight_")})
+    assert len(names) >= 6
+    for name in names:
+        np.testing.assert_allclose(runs[f"{scenario}/mirrored/{name}"],
+                                   runs[f"{scenario}/single/{name}"], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    assert np.abs(runs[f"{scenario}/single/weight_0"]
+                  - runs[f"{scenario}/single/initial_weight_0"]).max() > 1e-3
+    loss = runs[f"{scenario}/single/loss"]
+    assert np.all(np.isfinite(loss))
+
+
 def test_bfloat16_bounds_train_under_mirrored_strategy(runs, scenario="local_store_bf16"):
     loss = runs[f"{scenario}/mirrored/loss"]
     assert np.all(np.isfinite(loss)) and loss[-1] < loss[0]
