@@ -1,7 +1,13 @@
-"""Train a LocalGloroNet on CIFAR-10, then print clean / PGD / certified accuracy and save it.
+"""Train a LocalGloroNet (l2) or a LinfCertifiedNet (l-infinity) on CIFAR-10, then print
+clean / PGD / certified accuracy and save it.
 
     python examples/train_cifar10.py --data_dir cifar-10-batches-py --epochs 50
     python examples/train_cifar10.py --preset paper_cifar10_6C2F   # the paper (GPU-scale)
+    python examples/train_cifar10.py --norm linf --data_dir cifar-10-batches-py
+
+--norm linf without --preset starts from 'paper_cifar10_linf_medium' ("Loss Landscape
+Matters", A.2: Medium, eps 8/255, 400 epochs, 20 warm-up and 240 ramp-up epochs, batch
+128, learning rate 0.003 halved every 10 epochs after the ramp-up).
 
 CIFAR-10 comes from ``--data_dir`` (the official python batches) or tensorflow-datasets
 (prepared, or downloaded when its host answers; offline it stops at once with a message

@@ -1,8 +1,15 @@
-"""Train a LocalGloroNet on MNIST, then print clean / PGD / certified accuracy and save it.
+"""Train a LocalGloroNet (l2) or a LinfCertifiedNet (l-infinity) on MNIST, then print
+clean / PGD / certified accuracy and save it.
 
     python examples/train_mnist.py                       # quick run on the embedded sample
     python examples/train_mnist.py --data_dir path/to/mnist --arch 4C3F --epochs 20
     python examples/train_mnist.py --preset paper_mnist_4C3F --data_dir DIR   # the paper
+    python examples/train_mnist.py --norm linf --relaxation optimized    # quick_mnist_linf
+    python examples/train_mnist.py --preset paper_mnist_linf_large --data_dir DIR
+
+--norm linf without --preset starts from the preset 'quick_mnist_linf' (Small network,
+eps 0.1, a few epochs on the embedded sample); --relaxation picks ibp, crown_ibp or
+optimized, and PGD is PGD-linf.
 
 With no flags it runs offline in a few minutes on 2 CPU cores (preset 'quick_mnist'), on
 full MNIST when tensorflow-datasets has it prepared, else on the sample embedded in the

@@ -17,19 +17,33 @@ from gloro_local import data
 from gloro_local.architectures import ACTIVATIONS, ARCHITECTURES
 from gloro_local.bounds import BOUNDS
 from gloro_local.experiment import CROSS_CHECKS, Config
-from gloro_local.presets import PRESETS
+from gloro_local.models.linf_certified_net import RELAXATIONS
+from gloro_local.presets import LINF_DEFAULTS, PRESETS
 from gloro_local.training.losses import LOSSES
 
 HELP = {
+    "norm": "l2 (LocalGloroNet) | linf (LinfCertifiedNet; without --preset the script "
+            "starts from its l-infinity preset: " + ", ".join(
+                f"{a} -> {b}" for a, b in LINF_DEFAULTS.items()) + ")",
+    "relaxation": "linf only: ibp | crown_ibp | optimized (default crown_ibp)",
+    "beta_start": "linf only: weight of the relaxation against IBP at the ramp start (1)",
+    "beta_end": "linf only: ... at the ramp end (crown_ibp: 0, others: beta_start)",
+    "kappa_start": "linf only: weight of the natural loss at the ramp start (1)",
+    "kappa_end": "linf only: ... at the ramp end (0)",
+    "lr_milestones": "epochs at which the learning rate is multiplied by lr_decay_factor",
+    "lr_decay_every": "multiply the learning rate by lr_decay_factor every this many "
+                      "epochs after the warm-up and ramp (0: never)",
+    "lr_decay_factor": "factor of the step decays, in (0, 1]",
     "dataset": "mnist | cifar10 | tiny_imagenet (none: MNIST, falling back to the sample "
                "embedded in the package when full MNIST is not found)",
     "data_dir": "folder with the data (MNIST IDX files, CIFAR-10 python batches, "
                 "tiny-imagenet-200); default: tensorflow-datasets",
-    "arch": "2C2F | 4C3F | 6C2F | 8C2F | 7C1F",
+    "arch": "2C2F | 4C3F | 6C2F | 8C2F | 7C1F | small | small* | medium | large | "
+            "large* (the last five: the l-infinity papers' networks)",
     "activation": "relu | relu_theta | maxmin | clipped_maxmin",
     "maxmin_upper": "clipped MaxMin upper thresholds, one per activation layer",
     "maxmin_lower": "clipped MaxMin lower thresholds (default: -maxmin_upper)",
-    "epsilon": "l2 radius certified at test time",
+    "epsilon": "radius certified at test time (l2 or l-infinity, per --norm)",
     "eps_train": "training radius reached by the ramp (default: epsilon)",
     "eps_warmup_epochs": "epochs before the epsilon (and lambda) ramp, at epsilon "
                          "eps_train / 1000 and lambda lam_start",
@@ -57,13 +71,16 @@ HELP = {
 }
 
 CHOICES = {
+    "norm": ("l2", "linf"), "relaxation": RELAXATIONS,
     "dataset": data.DATASETS, "arch": tuple(ARCHITECTURES), "activation": ACTIVATIONS,
     "bound": BOUNDS, "loss": tuple(sorted(LOSSES)), "strategy": ("none", "mirrored"),
     "training_dtype": ("auto", "float32", "bfloat16"), "eps_schedule": ("linear", "log"),
 }
 MIN_INT = {"epochs": 1, "batch_size": 1, "power_iterations": 1, "worst_logit_steps": 1,
            "limit_train": 1, "limit_test": 1}  # every other integer field: >= 0
-POSITIVE = ("epsilon", "eps_train", "lr", "end_lr", "theta_init")  # other floats: >= 0
+POSITIVE = ("epsilon", "eps_train", "lr", "end_lr", "theta_init",
+            "lr_decay_factor")  # other floats: >= 0
+UNIT = ("beta_start", "beta_end", "kappa_start", "kappa_end", "lr_decay_factor")  # <= 1
 NO_VALUE = ("none", "None")
 
 
@@ -99,7 +116,14 @@ def _number(name, kind, text):
             raise ValueError(f"{name} must be a finite number > 0. Received: {name}={text!r}")
     elif value is None or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={text!r}")
+    if name in UNIT and value > 1:
+        raise ValueError(f"{name} must be a number <= 1. Received: {name}={text!r}")
     return value
+
+
+def _arch_key(name):
+    """The ``architectures.get`` key of ``name`` (any case, 'cnn_' prefix, '_star')."""
+    return name.upper().removeprefix("CNN_").replace("_STAR", "*")
 
 
 def parse(name, value):
@@ -130,6 +154,8 @@ def parse(name, value):
         raise ValueError(f"{name} needs a value. Received: {name}={value!r}")
     if kind in (int, float):
         return _number(name, kind, value)
+    if name == "arch" and _arch_key(value) in ARCHITECTURES:
+        return value
     if name in CHOICES and value not in CHOICES[name]:
         raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}. "
                          f"Received: {name}={value!r}")
@@ -192,11 +218,22 @@ def _cross_validator(check, flag_values):
     return checker
 
 
+def preset_name(values):
+    """``--preset``; when it is not given and ``--norm linf`` is, the l-infinity
+    counterpart of the script's default preset (``presets.LINF_DEFAULTS``)."""
+    name = values["preset"].value
+    if (not values["preset"].present and values["norm"].present
+            and values["norm"].value == "linf"):
+        return LINF_DEFAULTS.get(name, name)
+    return name
+
+
 def config_from_flags(values):
-    """The Config of ``--preset`` with every explicitly given flag applied."""
+    """The Config of the preset (``preset_name``) with every explicitly given flag
+    applied."""
     overrides = {field.name: parse(field.name, values[field.name].value)
                  for field in dataclasses.fields(Config) if values[field.name].present}
-    return Config.from_preset(values["preset"].value, **overrides)
+    return Config.from_preset(preset_name(values), **overrides)
 
 
 def run(script, main):

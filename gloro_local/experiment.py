@@ -13,10 +13,10 @@ import tensorflow as tf
 from gloro_local import architectures, data
 from gloro_local.evaluation import evaluate
 from gloro_local.layers import ClippedMaxMin
-from gloro_local.models import LocalGloroNet
+from gloro_local.models import LinfCertifiedNet, LocalGloroNet
 from gloro_local.presets import PRESETS
-from gloro_local.training import (EpsilonSchedule, LambdaSchedule, LearningRateSchedule,
-                                  get_loss)
+from gloro_local.training import (BetaSchedule, EpsilonSchedule, KappaSchedule,
+                                  LambdaSchedule, LearningRateSchedule, get_loss)
 
 RUN_LOG = "run_log.json"
 
@@ -28,8 +28,25 @@ class Config:
     ``dataset=None`` is the quick default: MNIST, from ``data_dir`` or
     tensorflow-datasets when present, else the sample embedded in the package. A named
     dataset must be found (``data.load_numpy`` with ``sample_fallback=False``).
+
+    ``norm='l2'`` trains a ``LocalGloroNet``; ``norm='linf'`` a ``LinfCertifiedNet`` with
+    ``relaxation`` (default 'crown_ibp') and the mixed loss 'mixed_crossentropy', kappa
+    ramped ``kappa_start`` -> ``kappa_end`` (default 1 -> 0) and beta ``beta_start`` ->
+    ``beta_end`` (default 1 -> 0 for 'crown_ibp', 1 -> 1 otherwise) together with
+    epsilon, after the same warm-up (see ``linf_schedule``). The l2-only fields (bound,
+    power iterations, lambda, sparsity, ...) must keep their defaults then.
+
+    The learning rate is constant, or decays exponentially to ``end_lr``, or by
+    ``lr_decay_factor`` at each epoch of ``lr_milestones``, or by ``lr_decay_factor``
+    every ``lr_decay_every`` epochs after the warm-up and ramp (``StepDecay``).
     """
 
+    norm: str = "l2"
+    relaxation: Optional[str] = None
+    beta_start: Optional[float] = None
+    beta_end: Optional[float] = None
+    kappa_start: Optional[float] = None
+    kappa_end: Optional[float] = None
     dataset: Optional[str] = None
     data_dir: Optional[str] = None
     arch: str = "2C2F"
@@ -56,6 +73,9 @@ class Config:
     lr: float = 1e-3
     end_lr: Optional[float] = None
     lr_constant_epochs: int = 0
+    lr_milestones: Optional[Sequence[int]] = None
+    lr_decay_every: int = 0
+    lr_decay_factor: float = 0.1
     lam_sparse: float = 0.0
     lam_theta: float = 0.0
     training_dtype: str = "auto"
@@ -107,10 +127,69 @@ def _check_lambda(config):
                          f"lam_start={config.lam_start}")
 
 
+# The options of the l-infinity model (None: its defaults) and the l2 options it does not
+# use, which must keep the Config defaults when norm='linf'.
+LINF_ONLY = ("relaxation", "beta_start", "beta_end", "kappa_start", "kappa_end")
+L2_ONLY = ("bound", "power_iterations", "worst_logit_steps", "local_layers", "lam",
+           "lam_start", "lam_end", "lam_ramp_epochs", "lam_sparse", "lam_theta",
+           "training_dtype", "box_gradient")
+LINF_LOSS = "mixed_crossentropy"
+
+
+def _check_norm(config):
+    if config.norm not in ("l2", "linf"):
+        raise ValueError(f"norm must be 'l2' or 'linf'. Received: norm={config.norm!r}")
+    defaults = Config()
+    if config.norm == "l2":
+        given = [f"{name}={getattr(config, name)!r}" for name in LINF_ONLY
+                 if getattr(config, name) is not None]
+        if given:
+            raise ValueError("relaxation, beta_start/beta_end and kappa_start/kappa_end "
+                             "apply to norm 'linf' only. Received: norm='l2', "
+                             + ", ".join(given))
+        return
+    given = [f"{name}={getattr(config, name)!r}" for name in L2_ONLY
+             if getattr(config, name) != getattr(defaults, name)]
+    if given:
+        raise ValueError("these options apply to norm 'l2' (LocalGloroNet) only; the "
+                         "l-infinity model ignores them, so leave them unset. Received: "
+                         "norm='linf', " + ", ".join(given))
+    if config.loss != LINF_LOSS:
+        raise ValueError(f"norm 'linf' trains with loss {LINF_LOSS!r} (kappa CE(z) + "
+                         f"(1 - kappa) CE(z*), kappa ramped by kappa_start / kappa_end). "
+                         f"Received: norm='linf', loss={config.loss!r}")
+
+
+def _check_lr(config):
+    given = [f"{name}={getattr(config, name)!r}" for name in
+             ("end_lr", "lr_milestones", "lr_decay_every") if getattr(config, name)]
+    if len(given) > 1:
+        raise ValueError("choose one learning-rate decay: end_lr (exponential), "
+                         "lr_milestones or lr_decay_every (steps). Received: "
+                         + ", ".join(given))
+
+
 # Checks that involve several fields, with the fields each one reads.
 CROSS_CHECKS = {("eps_warmup_epochs", "epochs"): _check_warmup,
                 ("activation", "maxmin_upper", "maxmin_lower"): _check_thresholds,
-                ("loss", "lam_start"): _check_lambda}
+                ("loss", "lam_start"): _check_lambda,
+                ("norm", "loss", *LINF_ONLY, *L2_ONLY): _check_norm,
+                ("end_lr", "lr_milestones", "lr_decay_every"): _check_lr}
+
+
+def linf_schedule(config):
+    """(relaxation, (kappa_start, kappa_end), (beta_start, beta_end)) of an l-infinity
+    run, the defaults filled in: 'crown_ibp'; kappa 1 -> 0 (the paper's Table 1); beta
+    1 -> 0 for 'crown_ibp' (CROWN-IBP 1->0), 1 -> 1 for the others (the optimised
+    relaxation trains with beta = 1; IBP does not use beta)."""
+    relaxation = config.relaxation or "crown_ibp"
+    kappa = (1.0 if config.kappa_start is None else config.kappa_start,
+             0.0 if config.kappa_end is None else config.kappa_end)
+    beta_start = 1.0 if config.beta_start is None else config.beta_start
+    beta_end = config.beta_end
+    if beta_end is None:
+        beta_end = 0.0 if relaxation == "crown_ibp" else beta_start
+    return relaxation, kappa, (beta_start, beta_end)
 
 
 def check_config(config):
@@ -145,13 +224,21 @@ def set_maxmin_thresholds(f, upper, lower=None):
 
 
 def build_model(config, input_shape, num_classes):
-    """The compiled ``LocalGloroNet`` of ``config`` (call inside the strategy scope)."""
+    """The compiled ``LocalGloroNet`` (norm 'l2') or ``LinfCertifiedNet`` (norm 'linf')
+    of ``config`` (call inside the strategy scope)."""
     f = architectures.get(config.arch, input_shape=input_shape, num_classes=num_classes,
                           activation=config.activation, seed=config.seed,
                           theta_init=config.theta_init)
     if config.maxmin_upper is not None or config.maxmin_lower is not None:
         set_maxmin_thresholds(f, config.maxmin_upper or [-v for v in config.maxmin_lower],
                               config.maxmin_lower)
+    if config.norm == "linf":
+        relaxation, (kappa, _), (beta, _) = linf_schedule(config)
+        model = LinfCertifiedNet(f, config.epsilon, relaxation=relaxation, beta=beta,
+                                 seed=config.seed)
+        model.compile(keras.optimizers.Adam(config.lr),
+                      loss=get_loss(LINF_LOSS, lam=1.0 - kappa))
+        return model
     model = LocalGloroNet(f, config.epsilon, bound=config.bound,
                           power_iterations=config.power_iterations,
                           worst_logit_steps=config.worst_logit_steps,
@@ -204,6 +291,38 @@ class Delayed(keras.callbacks.Callback):
         self.schedule.on_train_end(logs)
 
 
+class StepDecay(keras.callbacks.Callback):
+    """Step decay of the learning rate, set at every epoch begin: ``lr`` times ``factor``
+    to the number of ``milestones`` reached (epoch >= milestone) plus, with ``every`` > 0,
+    floor((epoch - start) / every) for epochs >= start (0 before ``start``): the
+    paper's CIFAR-10 rate halves at epochs start + 10, start + 20, ...
+
+    Args:
+        lr: the initial learning rate (> 0).
+        factor: the decay factor in (0, 1] (0.1: the rate drops to a tenth).
+        milestones: epochs (0-based) at which the rate is multiplied by ``factor``.
+        every, start: decay every ``every`` epochs counted from epoch ``start``.
+    """
+
+    def __init__(self, lr, factor, milestones=(), every=0, start=0):
+        super().__init__()
+        if not lr > 0 or not 0 < factor <= 1:
+            raise ValueError(f"StepDecay needs lr > 0 and factor in (0, 1]. Received: "
+                             f"lr={lr}, factor={factor}")
+        self.lr, self.factor = float(lr), float(factor)
+        self.milestones, self.every, self.start = sorted(milestones), int(every), int(start)
+
+    def rate(self, epoch):
+        """The learning rate of ``epoch`` (0-based)."""
+        steps = sum(epoch >= milestone for milestone in self.milestones)
+        if self.every:
+            steps += max(epoch - self.start, 0) // self.every
+        return self.lr * self.factor ** steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(self.rate(epoch))
+
+
 class RunLog(keras.callbacks.Callback):
     """Keeps the history and the seconds of every finished epoch in ``path`` (next to the
     ``BackupAndRestore`` backup), so that a resumed run reports the epochs trained before
@@ -250,11 +369,21 @@ def callbacks(config, output_dir):
     """Schedules, the run log, a backup that resumes interrupted runs and, with
     ``config.tensorboard``, TensorBoard logs. The epsilon and lambda ramps start after
     ``eps_warmup_epochs`` warm-up epochs at their first values: epsilon eps_train / 1000
-    (the model refuses 0) and lambda ``lam_start`` (0 for BCP: clean cross-entropy)."""
+    (the model refuses 0) and lambda ``lam_start`` (0 for BCP: clean cross-entropy).
+    With norm 'linf' kappa and beta ramp over the epsilon ramp after the same warm-up
+    (``KappaSchedule``, ``BetaSchedule``; kappa_start 1: clean training in the warm-up)."""
     eps = EpsilonSchedule(config.eps_train or config.epsilon, config.eps_ramp_epochs,
                           eps_test=config.epsilon, shape=config.eps_schedule)
     result = [Delayed(eps, config.eps_warmup_epochs,
                       lambda model: setattr(model, "epsilon", eps.start))]
+    if config.norm == "linf":
+        _, (kappa_start, kappa_end), (beta_start, beta_end) = linf_schedule(config)
+        kappa = KappaSchedule(kappa_start, kappa_end, config.eps_ramp_epochs)
+        beta = BetaSchedule(beta_start, beta_end, config.eps_ramp_epochs)
+        result.append(Delayed(kappa, config.eps_warmup_epochs,
+                              lambda model: model.robust_loss.lam.assign(kappa.start)))
+        result.append(Delayed(beta, config.eps_warmup_epochs,
+                              lambda model: model.beta.assign(beta.start)))
     if config.lam_start is not None:
         lam = LambdaSchedule(config.lam_start, config.lam_end
                              if config.lam_end is not None else config.lam,
@@ -264,6 +393,10 @@ def callbacks(config, output_dir):
     if config.end_lr is not None:
         result.append(LearningRateSchedule(config.lr, config.end_lr,
                                            config.lr_constant_epochs, config.epochs))
+    if config.lr_milestones or config.lr_decay_every:
+        result.append(StepDecay(config.lr, config.lr_decay_factor,
+                                config.lr_milestones or (), config.lr_decay_every,
+                                config.eps_warmup_epochs + config.eps_ramp_epochs))
     if config.tensorboard:
         result.append(tensorboard_callback(os.path.join(output_dir, "tensorboard")))
     backup = os.path.join(output_dir, "backup")
@@ -297,14 +430,19 @@ def train(config):
     strategy = _strategy(config.strategy)
     with strategy.scope():
         model = build_model(config, x_train.shape[1:], num_classes)
-        use_store = config.store and config.bound == "local"
+        use_store = config.store and config.bound == "local" and config.norm == "l2"
         if use_store:
             model.attach_store(len(y_train))
     train_ds = data.load(config.dataset_name, "train", config.batch_size,
                          with_index=use_store, data_dir=config.data_dir, shuffle=True,
                          limit=config.limit_train, seed=config.seed,
                          sample_fallback=config.dataset is None)
-    if config.verbose:
+    if config.verbose and config.norm == "linf":
+        relaxation, kappa, beta = linf_schedule(config)
+        print(f"training {config.arch} against l-infinity eps {config.epsilon} with the "
+              f"{relaxation} relaxation; kappa {kappa[0]:g} -> {kappa[1]:g}, beta "
+              f"{beta[0]:g} -> {beta[1]:g} over the epsilon ramp")
+    elif config.verbose:
         print(f"training {config.arch} with the {config.bound} bound; training-time bounds "
               f"in {model.training_dtype} (training_dtype={config.training_dtype!r})"
               + ("" if config.box_gradient else ", box gradient stopped"))
@@ -336,7 +474,7 @@ def evaluate_model(model, x, y, config):
                       lower_bound_points=0, bound_points=0, global_bound=False,
                       radius_points=0, progress=bool(config.verbose), seed=config.seed)
     summary = report.summary
-    return {"clean_accuracy": summary["clean_accuracy"],
+    return {"norm": summary["norm"], "clean_accuracy": summary["clean_accuracy"],
             "pgd_accuracy": summary["pgd_accuracy"],
             "certified_accuracy": summary["vra_local"], "reasons": summary["reasons"]}
 
@@ -346,7 +484,7 @@ def run(config):
     model, history, seconds, (x_test, y_test) = train(config)
     paths = save(model, config.output_dir)
     results = evaluate_model(model, x_test, y_test, config)
-    print(f"epsilon {config.epsilon}: clean {results['clean_accuracy']:.3f}  "
+    print(f"{config.norm} epsilon {config.epsilon}: clean {results['clean_accuracy']:.3f}  "
           f"PGD {results['pgd_accuracy']:.3f}  certified {results['certified_accuracy']:.3f}"
           f"  ({len(y_test)} test points, training {seconds:.0f} s)")
     print("saved " + ", ".join(paths))

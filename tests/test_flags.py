@@ -64,6 +64,20 @@ def rejected(*argv, preset="quick_mnist"):
     (["--activation=clipped_maxmin", "--maxmin_upper=1,2", "--maxmin_lower=-1"],
      "need as many values"),
     (["--lam_start=0"], "lam_start ramps the lambda of 'trades' or 'bcp'"),
+    (["--norm=l1"], "norm must be one of l2, linf"),
+    (["--norm=linf", "--relaxation=crown"], "relaxation must be one of ibp, crown_ibp"),
+    (["--norm=linf", "--kappa_start=1.5"], "kappa_start must be a number <= 1"),
+    (["--norm=linf", "--beta_end=-0.1"], "beta_end must be a finite number >= 0"),
+    (["--lr_decay_factor=0"], "lr_decay_factor must be a finite number > 0"),
+    (["--lr_decay_factor=2"], "lr_decay_factor must be a number <= 1"),
+    (["--norm=linf", "--epsilon=0"], "epsilon must be a finite number > 0"),
+    (["--relaxation=ibp"], "apply to norm 'linf' only. Received: norm='l2', "
+                           "relaxation='ibp'"),
+    (["--norm=linf", "--bound=gloro"], "apply to norm 'l2' (LocalGloroNet) only"),
+    (["--norm=linf", "--power_iterations=5"], "power_iterations=5"),
+    (["--norm=linf", "--loss=crossentropy"], "norm 'linf' trains with loss "
+                                             "'mixed_crossentropy'"),
+    (["--lr_milestones=2"], "choose one learning-rate decay"),
 ])
 def test_bad_values_are_rejected_with_one_line(argv, expected):
     assert expected in rejected(*argv)

@@ -8,7 +8,7 @@ from absl import flags
 
 from gloro_local import architectures, cli, experiment
 from gloro_local.layers import ClippedMaxMin
-from gloro_local.presets import PRESETS
+from gloro_local.presets import PRESETS, mnist_linf_eps_train
 from gloro_local.training import EpsilonSchedule, LambdaSchedule
 
 # Table 3 of Huang et al. 2021 (appendix C.1): per dataset column.
@@ -36,6 +36,36 @@ for _name in ("paper_cifar10_6C2F", "paper_cifar10_6C2F_gloro_loss",
     TABLE_3[_name] = TABLE_3["paper_cifar10_4C3F"]
 
 
+# "Loss Landscape Matters", appendix A.2 (MNIST after CROWN-IBP's Appendix C: the rate
+# drops to a tenth at epochs 130 and 190; eps_train = min(0.4, eps_test + 0.1)).
+LINF_A2 = {
+    "paper_mnist_linf_large": dict(norm="linf", dataset="mnist", arch="large", epochs=200,
+                                   eps_warmup_epochs=10, eps_ramp_epochs=50,
+                                   batch_size=100, lr=5e-4, lr_milestones=[130, 190],
+                                   lr_decay_factor=0.1, epsilon=0.3, eps_train=0.4,
+                                   kappa_start=1.0, kappa_end=0.0),
+    "paper_cifar10_linf_medium": dict(norm="linf", dataset="cifar10", arch="medium",
+                                      epochs=400, eps_warmup_epochs=20,
+                                      eps_ramp_epochs=240, batch_size=128, lr=0.003,
+                                      lr_decay_every=10, lr_decay_factor=0.5,
+                                      epsilon=8 / 255, eps_train=8 / 255, kappa_start=1.0,
+                                      kappa_end=0.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINF_A2))
+def test_linf_presets_match_appendix_a2(name):
+    config = experiment.Config.from_preset(name)
+    for field, value in LINF_A2[name].items():
+        assert getattr(config, field) == value, field
+
+
+@pytest.mark.parametrize("eps_test, eps_train", [(0.1, 0.2), (0.2, 0.3), (0.3, 0.4),
+                                                 (0.4, 0.4)])
+def test_mnist_linf_training_radius(eps_test, eps_train):
+    assert mnist_linf_eps_train(eps_test) == eps_train
+
+
 @pytest.mark.parametrize("name", sorted(TABLE_3))
 def test_presets_match_table_3(name):
     config = experiment.Config.from_preset(name)
@@ -44,10 +74,12 @@ def test_presets_match_table_3(name):
 
 
 def test_every_paper_preset_names_its_dataset():
-    assert sorted(name for name in PRESETS if name.startswith("paper_")) == sorted(TABLE_3)
-    for name in TABLE_3:
+    papers = {**TABLE_3, **LINF_A2}
+    assert sorted(name for name in PRESETS if name.startswith("paper_")) == sorted(papers)
+    for name in papers:
         assert experiment.Config.from_preset(name).dataset is not None
     assert experiment.Config.from_preset("quick_mnist").dataset is None
+    assert experiment.Config.from_preset("quick_mnist_linf").dataset is None
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
