@@ -2,9 +2,10 @@
 
     python examples/evaluate.py MODEL_FILE --dataset mnist --split test --epsilon 1.58
 
-MODEL_FILE is a LocalGloroNet or a plain Keras classifier (keras.Sequential of Conv2D,
-Dense, ReLU and Flatten layers ending in a linear Dense layer) saved as .keras or .h5; a
-plain classifier is wrapped with ``gl.wrap`` and needs --epsilon. Without --dataset
+MODEL_FILE is a LocalGloroNet, a LinfCertifiedNet or a plain Keras classifier
+(keras.Sequential of Conv2D, Dense, ReLU and Flatten layers ending in a linear Dense
+layer) saved as .keras or .h5; a plain classifier is wrapped with ``gl.wrap`` (l2) and
+needs --epsilon. Without --dataset
 the MNIST sample embedded in the package is used when full MNIST is not found; a named
 --dataset must be found (--data_dir or tensorflow-datasets) or the script stops.
 
@@ -13,8 +14,11 @@ pipeline (local bound) and by the global bound alone, mean local and global Lips
 bounds, varying-neuron fractions and power-iteration steps per layer, points whose local
 iteration did not converge, the upper/lower Lipschitz ratio and the time of every stage;
 writes the summary as JSON (--report, default MODEL_FILE's name + '.eval.json', next to
-it) and, with --plots DIR, PNG figures. Bad flags stop at parsing with one line; other
-errors are one line on stderr and exit code 1.
+it) and, with --plots DIR, PNG figures. For a LinfCertifiedNet --epsilon is the
+l-infinity radius, PGD is PGD-linf and the certificate is ``model.certify`` (IBP, PGD,
+CROWN-IBP, the optimised relaxation); the Lipschitz statistics do not apply and the
+report lists them under 'skipped'. Bad flags stop at parsing with one line; other errors
+are one line on stderr and exit code 1.
 """
 import math
 import os
@@ -34,8 +38,8 @@ SPLITS = {"mnist": ("train", "test"), "cifar10": ("train", "test"),
 flags.DEFINE_enum("dataset", None, DATASETS,
                   "Dataset (default: MNIST, or its embedded sample when not found).")
 flags.DEFINE_enum("split", "test", ("train", "val", "test"), "Dataset split.")
-flags.DEFINE_float("epsilon", None, "l2 radius (default: the model's epsilon; required "
-                   "for a plain Keras model).")
+flags.DEFINE_float("epsilon", None, "radius, l2 or l-infinity as the model (default: the "
+                   "model's epsilon; required for a plain Keras model).")
 flags.DEFINE_string("data_dir", None, "Local data folder (see gloro_local.data).")
 flags.DEFINE_integer("limit", None, "Evaluate only the first LIMIT examples.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 256, "Batch size.", lower_bound=1)
@@ -103,13 +107,31 @@ def check_flags(argv):
     return path
 
 
-def run(path):
+def load(path, epsilon):
+    """The model in ``path`` ready to certify: a LinfCertifiedNet as saved (``epsilon``
+    set when given), any other model through ``gl.wrap``; ValueError when the file holds
+    no Keras model or a layer the bounds do not support."""
     import gloro_local as gl
 
     try:
-        model = gl.wrap(path, FLAGS.epsilon)
+        model = gl.load_model(path, compile=False)
+    except Exception as error:  # corrupt or foreign files fail in many ways
+        raise ValueError(f"Could not load a Keras model from {str(path)!r}: "
+                         f"{type(error).__name__}: {error}") from error
+    if isinstance(model, gl.LinfCertifiedNet):
+        if epsilon is not None:
+            model.epsilon = epsilon
+        return model
+    try:
+        return gl.wrap(model, epsilon)
     except TypeError as error:  # a layer the bounds do not support
         raise ValueError(f"cannot certify {str(path)!r}: {error}") from error
+
+
+def run(path):
+    import gloro_local as gl
+
+    model = load(path, FLAGS.epsilon)
     dataset = FLAGS.dataset or "mnist"
     x, y = gl.data.load_numpy(dataset, FLAGS.split, data_dir=FLAGS.data_dir,
                               limit=FLAGS.limit, sample_fallback=FLAGS.dataset is None)
@@ -122,7 +144,8 @@ def run(path):
                          restarts=FLAGS.restarts, tol=FLAGS.tol,
                          max_iterations=FLAGS.max_iterations, batch_size=FLAGS.batch_size,
                          lower_bound_points=FLAGS.lower_bound_points, seed=FLAGS.seed)
-    report.summary.update(model=str(path), dataset=dataset, split=FLAGS.split)
+    report.summary.update(model=str(path), model_class=type(model).__name__,
+                          dataset=dataset, split=FLAGS.split)
     print(report.table())
     target = Path(FLAGS.report) if FLAGS.report else path.with_name(path.name + ".eval.json")
     report.save_json(target)

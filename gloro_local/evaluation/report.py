@@ -10,22 +10,32 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from gloro_local.attacks import pgd_l2
+from gloro_local.attacks import pgd_l2, pgd_linf
 from gloro_local.bounds import StoppingRule, bound_pass, certificate_globals, check_epsilon
 from gloro_local.evaluation.lower_bound import LipschitzGap, lipschitz_gap
 from gloro_local.layers import ActivationSeam
-from gloro_local.models import Certificate
+from gloro_local.models import Certificate, LinfCertifiedNet
 from gloro_local.models.certified_radius import certified_radius_checked, check_search
 from gloro_local.models.certify import certify_checked, check_inputs
 
 RADIUS_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+ATTACKS = {"l2": pgd_l2, "linf": pgd_linf}
+# The stages of an l2 evaluation that an l-infinity model does not have, and why.
+LINF_SKIPPED = {
+    "global bound": "no Lipschitz bound: the relaxations bound the margins directly",
+    "local bounds": "no Lipschitz bound: the relaxations bound the margins directly",
+    "lower bound": "the Lipschitz lower-bound ratio compares l2 Lipschitz bounds",
+    "radius": "the certified radius searches the l2 bounds of a LocalGloroNet",
+}
 
 
 @dataclass
 class Report:
     """What ``evaluate`` measured.
 
-    summary: JSON-ready dict (accuracies, reasons, bound statistics, seconds per stage).
+    summary: JSON-ready dict (norm, accuracies, reasons, bound statistics, seconds per
+    stage; for an l-infinity model the relaxations tried and, under 'skipped', the l2
+    stages not run with the reason).
     certificate: the full certification pipeline's ``Certificate``; its ``radius`` holds
     the certified radius of the first ``radius_points`` points (nan after them).
     local_lipschitz (M,): prod_l sigma_l(x), converged, on the first M = ``bound_points``
@@ -46,12 +56,15 @@ class Report:
     def table(self):
         """The summary as aligned text lines."""
         s = self.summary
-        rows = [("points", s["points"]), ("epsilon", s["epsilon"]),
-                ("clean accuracy", s["clean_accuracy"]), ("PGD accuracy", s["pgd_accuracy"]),
-                ("certified accuracy (local, full pipeline)", s["vra_local"]),
+        linf = s.get("norm") == "linf"
+        pipeline = ("linf relaxations" if linf else "local") + ", full pipeline"
+        rows = [("norm", s.get("norm", "l2")), ("points", s["points"]),
+                ("epsilon", s["epsilon"]), ("clean accuracy", s["clean_accuracy"]),
+                (f"PGD{'-linf' if linf else ''} accuracy", s["pgd_accuracy"]),
+                (f"certified accuracy ({pipeline})", s["vra_local"]),
                 ("certified accuracy (global bound alone)", s["vra_global"]),
                 ("mean local bound", s.get("mean_local_bound")),
-                ("mean global bound", s["mean_global_bound"]),
+                ("mean global bound", s.get("mean_global_bound")),
                 ("points not converged", s.get("not_converged"))]
         rows = [(name, value) for name, value in rows if value is not None]
         rows += [(f"varying neurons, {name}", value)
@@ -61,11 +74,12 @@ class Report:
         if s.get("radius"):
             rows += [(f"{stat} certified radius ({s['radius']['points']} pts)",
                       s["radius"][stat]) for stat in ("mean", "median")]
-        if s["lower_bound"]:
+        if s.get("lower_bound"):
             rows.append((f"median upper/lower Lipschitz ({s['lower_bound']['points']} pts)",
                          s["lower_bound"]["median_ratio"]))
         rows += [(f"reason: {reason}", count) for reason, count in s["reasons"].items()]
         rows += [(f"seconds: {stage}", value) for stage, value in s["seconds"].items()]
+        rows += [(f"skipped: {stage}", note) for stage, note in s.get("skipped", {}).items()]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {_fmt(value)}" for name, value in rows)
 
@@ -107,11 +121,15 @@ def _batches(n, batch_size, desc, progress):
 
 
 def pgd_accuracy(classifier, x, y, epsilon, steps=100, restarts=1, clip=(0.0, 1.0),
-                 batch_size=256, progress=False, seed=0):
+                 batch_size=256, progress=False, seed=0, norm="l2"):
     """(accuracy, robust): the fraction of points classified correctly and not broken by
-    ``pgd_l2`` (``steps``, ``restarts``, pixels clipped to ``clip``), and the (B,) mask."""
+    ``pgd_l2`` (``norm='l2'``) or ``pgd_linf`` (``norm='linf'``) with ``steps``,
+    ``restarts``, pixels clipped to ``clip``, and the (B,) mask."""
+    if norm not in ATTACKS:
+        raise ValueError(f"norm must be one of {tuple(ATTACKS)}. Received: norm={norm!r}")
+    attack = ATTACKS[norm]
     broken = np.concatenate([
-        pgd_l2(classifier, x[b:b + batch_size], y[b:b + batch_size], epsilon, steps=steps,
+        attack(classifier, x[b:b + batch_size], y[b:b + batch_size], epsilon, steps=steps,
                restarts=restarts, clip=clip, seed=seed + b)[1].numpy()
         for b in _batches(x.shape[0], batch_size, "pgd", progress)])
     correct = np.argmax(_logits(classifier, x, batch_size), 1) == y
@@ -145,12 +163,18 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
     ``radius_points`` points (None: every point; 0 skips it): summary['radius'] holds
     its mean, median, quantiles and values.
 
+    A ``LinfCertifiedNet`` is evaluated by ``evaluate_linf`` (PGD-linf, ``model.certify``
+    with all its relaxations; the l2 stages are skipped with a note in the summary).
+
     Returns:
         a ``Report``.
 
     Raises:
         ValueError for data with no example, bad inputs, labels or epsilon.
     """
+    if isinstance(model, LinfCertifiedNet):
+        return evaluate_linf(model, data, epsilon, pgd_steps=pgd_steps, restarts=restarts,
+                             batch_size=batch_size, clip=clip, progress=progress, seed=seed)
     epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
                                   else epsilon).numpy())
     rule = StoppingRule(int(max_iterations), tol).check()
@@ -200,7 +224,7 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
             [radius, np.full(n - r, np.nan, np.float32)]))
     global_lipschitz = certificate.global_lipschitz
     summary = dict(
-        points=int(n), epsilon=epsilon,
+        norm="l2", points=int(n), epsilon=epsilon,
         clean_accuracy=float(correct.mean()), pgd_accuracy=pgd,
         vra_local=certificate.certified_accuracy(y), vra_global=vra_global,
         reasons=certificate.counts(), mean_global_bound=float(global_lipschitz.mean()),
@@ -224,6 +248,51 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
                   empty if local is None else local["lipschitz"], global_lipschitz,
                   empty if local is None else local["iterations"],
                   empty if local is None else local["varying"], gap)
+
+
+def evaluate_linf(model, data, epsilon=None, pgd_steps=100, restarts=1, batch_size=256,
+                  clip=(0.0, 1.0), progress=True, seed=None,
+                  relaxations=("ibp", "crown_ibp", "optimized"), attack_steps=20):
+    """Evaluates a ``LinfCertifiedNet`` on labelled ``data`` at the l-infinity radius
+    ``epsilon`` (default ``model.epsilon``). Stages, each timed:
+
+    clean: accuracy of argmax z. pgd: ``pgd_accuracy`` with PGD-linf (``pgd_steps``
+    steps, 100 in the paper; ``restarts``; pixels clipped to ``clip``). certify:
+    ``model.certify`` with ``relaxations`` (cheapest first) and its ``attack_steps``
+    PGD stage -> certified accuracy (summary 'vra_local', as for l2 models, and
+    'certified_accuracy'). The l2 stages (global and local Lipschitz bounds, the
+    lower-bound ratio, the certified radius) do not apply; summary['skipped'] says why.
+
+    Returns:
+        a ``Report`` whose Lipschitz arrays are empty and gap None.
+
+    Raises:
+        ValueError for data with no example, bad inputs, labels, epsilon or relaxations.
+    """
+    epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
+                                  else epsilon).numpy())
+    seed = model.seed if seed is None else int(seed)
+    x, y = check_inputs(model, *_arrays(data))
+    seconds = {}
+    with _timed(seconds, "clean"):
+        correct = np.argmax(_logits(model.f, x, batch_size), 1) == y
+    with _timed(seconds, "pgd"):
+        pgd, _ = pgd_accuracy(model.f, x, y, epsilon, pgd_steps, restarts, clip, batch_size,
+                              progress, seed, norm="linf")
+    with _timed(seconds, "certify"):
+        certificate = model.certify(x, y, epsilon=epsilon, relaxations=tuple(relaxations),
+                                    attack_steps=attack_steps, batch_size=batch_size,
+                                    progress=progress, seed=seed)
+    vra = certificate.certified_accuracy(y)
+    summary = dict(
+        norm="linf", points=int(x.shape[0]), epsilon=epsilon, relaxation=model.relaxation,
+        relaxations=list(relaxations), clean_accuracy=float(correct.mean()),
+        pgd_accuracy=pgd, pgd_steps=int(pgd_steps), vra_local=vra, certified_accuracy=vra,
+        vra_global=None, reasons=certificate.counts(), lower_bound=None, radius=None,
+        seconds=seconds, skipped=dict(LINF_SKIPPED))
+    empty = np.zeros((0,))
+    return Report(summary, certificate, empty, empty.copy(), empty.copy(), empty.copy(),
+                  None)
 
 
 def _gap_summary(gap):
