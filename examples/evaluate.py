@@ -135,7 +135,7 @@ def run(path):
     dataset = FLAGS.dataset or "mnist"
     x, y = gl.data.load_numpy(dataset, FLAGS.split, data_dir=FLAGS.data_dir,
                               limit=FLAGS.limit, sample_fallback=FLAGS.dataset is None)
-    gl.data.check_images(x, f"{dataset}/{FLAGS.split} images")
+    gl.bounds.input_checks.check_images(x, f"{dataset}/{FLAGS.split} images")
     expected = tuple(model.network.input_shape)
     if tuple(x.shape[1:]) != expected:
         raise ValueError(f"the model expects inputs of shape {expected}, but "

@@ -19,7 +19,6 @@ import gzip
 import pickle
 import socket
 import sys
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,7 +47,6 @@ WHERE = {
                      "val/images, val/val_annotations.txt) of "
                      "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
 }
-_WARNED = set()
 
 
 def load(name, split, batch_size=None, with_index=False, data_dir=None, shuffle=False,
@@ -131,23 +129,6 @@ def num_classes(name, data_dir=None):
         return len(_find(_existing_folder(data_dir), ["wnids.txt"]).read_text().split())
     return NUM_CLASSES[name]
 
-
-def check_images(x, source="inputs"):
-    """Warns once per ``source`` when images do not look like floats in [0, 1]: an integer
-    dtype (uint8 pixels in 0..255) or values far outside [0, 1] (below -0.5 or above 1.5).
-    The library's models and epsilons assume [0, 1] pixels; 0..255 images train and
-    certify a different problem without an error. Returns ``x`` unchanged."""
-    array = np.asarray(x)
-    reason = None
-    if np.issubdtype(array.dtype, np.integer):
-        reason = f"has integer dtype {array.dtype}"
-    elif array.size and (array.min() < -0.5 or array.max() > 1.5):
-        reason = f"has values in [{array.min():g}, {array.max():g}]"
-    if reason and source not in _WARNED:
-        _WARNED.add(source)
-        warnings.warn(f"{source} {reason}, but gloro_local expects float images in [0, 1] "
-                      "(divide uint8 pixels by 255).", UserWarning, stacklevel=2)
-    return x
 
 
 def download_reachable(name, timeout=NETWORK_TIMEOUT):

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from gloro_local import architectures, data
+from gloro_local.bounds.input_checks import check_images
 from gloro_local.evaluation import evaluate
 from gloro_local.layers import ClippedMaxMin
 from gloro_local.models import LinfCertifiedNet, LocalGloroNet
@@ -412,7 +413,7 @@ def load_data(config):
                                        sample_fallback=fallback)
     x_test, y_test = data.load_numpy(name, "test", config.data_dir, config.limit_test,
                                      sample_fallback=fallback)
-    data.check_images(x_train, f"{name} training images")
+    check_images(x_train, f"{name} training images")
     num_classes = data.num_classes(name, config.data_dir)
     for labels in (y_train, y_test):
         if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:

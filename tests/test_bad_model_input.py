@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import gloro_local as gl
-from gloro_local.bounds import check_epsilon
+from gloro_local.bounds import check_epsilon, input_checks
 from gloro_local.layers import Conv2D, Dense, ReLU
 
 
@@ -233,7 +233,7 @@ def test_keras_activation_relu_layer_is_the_relu():
 
 @pytest.mark.parametrize("scale, dtype", [(255, np.uint8), (255.0, np.float32)])
 def test_images_in_0_255_get_a_warning(monkeypatch, scale, dtype):
-    monkeypatch.setattr(gl.data, "_WARNED", set())
+    monkeypatch.setattr(input_checks, "_WARNED", set())
     model = compiled()
     x, y = data(16)
     pixels = (x * scale).astype(dtype)
@@ -244,7 +244,7 @@ def test_images_in_0_255_get_a_warning(monkeypatch, scale, dtype):
 
 
 def test_images_in_0_1_get_no_warning(monkeypatch, recwarn):
-    monkeypatch.setattr(gl.data, "_WARNED", set())
+    monkeypatch.setattr(input_checks, "_WARNED", set())
     model = compiled()
     x, y = data(16)
     model.fit(x, y, epochs=1, verbose=0)

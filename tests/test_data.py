@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets
 
 from gloro_local import data
+from gloro_local.bounds import input_checks
 
 MNIST_DIR = Path(__file__).parents[1] / ".." / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not MNIST_DIR.is_dir(),
@@ -339,14 +340,14 @@ def test_num_classes_comes_from_the_dataset(tiny_imagenet):
 
 
 def test_images_outside_the_unit_range_warn_once(monkeypatch):
-    monkeypatch.setattr(data, "_WARNED", set())
+    monkeypatch.setattr(input_checks, "_WARNED", set())
     pixels = np.full((2, 28, 28, 1), 200, np.uint8)
     with pytest.warns(UserWarning, match="train images has integer dtype uint8.*255"):
-        assert data.check_images(pixels, "train images") is pixels
+        assert input_checks.check_images(pixels, "train images") is pixels
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        data.check_images(pixels, "train images")  # once per source
-        data.check_images(np.linspace(0, 1, 10, dtype=np.float32), "unit")
-        data.check_images(np.float32([-0.4, 1.4]), "slightly outside")
+        input_checks.check_images(pixels, "train images")  # once per source
+        input_checks.check_images(np.linspace(0, 1, 10, dtype=np.float32), "unit")
+        input_checks.check_images(np.float32([-0.4, 1.4]), "slightly outside")
     with pytest.warns(UserWarning, match=r"values in \[0, 255\]"):
-        data.check_images(np.float32([0.0, 255.0]), "test images")
+        input_checks.check_images(np.float32([0.0, 255.0]), "test images")

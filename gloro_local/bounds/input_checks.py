@@ -7,10 +7,14 @@ InvalidArgumentError TensorFlow raises, so the model can re-raise it as one line
 """
 import contextlib
 import re
+import warnings
+
+import numpy as np
 
 import tensorflow as tf
 
 GRAPH_ERROR_MARKER = "gloro_local: "
+_WARNED = set()  # sources check_images has warned about
 _MESSAGE = re.compile(re.escape(GRAPH_ERROR_MARKER) + r"(.+?\.)(?:[\s\]]|$)")
 
 
@@ -41,3 +45,21 @@ def one_line_errors(where=lambda: ""):
         if message is None:
             raise
         raise ValueError(f"{message[0].upper()}{message[1:].rstrip('. ')}{where()}.") from None
+
+
+def check_images(x, source="inputs"):
+    """Warns once per ``source`` when images do not look like floats in [0, 1]: an integer
+    dtype (uint8 pixels in 0..255) or values far outside [0, 1] (below -0.5 or above 1.5).
+    The library's models and epsilons assume [0, 1] pixels; 0..255 images train and
+    certify a different problem without an error. Returns ``x`` unchanged."""
+    array = np.asarray(x)
+    reason = None
+    if np.issubdtype(array.dtype, np.integer):
+        reason = f"has integer dtype {array.dtype}"
+    elif array.size and (array.min() < -0.5 or array.max() > 1.5):
+        reason = f"has values in [{array.min():g}, {array.max():g}]"
+    if reason and source not in _WARNED:
+        _WARNED.add(source)
+        warnings.warn(f"{source} {reason}, but gloro_local expects float images in [0, 1] "
+                      "(divide uint8 pixels by 255).", UserWarning, stacklevel=2)
+    return x

@@ -1,7 +1,7 @@
 """Validation of the arrays given to ``certify``, ``lipschitz_bounds`` and ``fit``."""
 import numpy as np
 
-from gloro_local.data import check_images
+from gloro_local.bounds.input_checks import check_images
 
 
 def check_labels(y, num_classes, count):

@@ -3,9 +3,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gloro_local.bounds.input_checks import one_line_errors
+from gloro_local.bounds.input_checks import check_images, one_line_errors
 from gloro_local.bounds.strategies import get_bound
-from gloro_local.data import check_images
 from gloro_local.models.inputs import check_labels
 from gloro_local.training.callbacks import ConvergeGlobalNorms
 from gloro_local.training.iterate_store import IterateStore
