@@ -8,20 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from absl import flags
 
 import gloro_local as gl
-from gloro_local import cli, experiment
+from gloro_local import experiment
 from gloro_local.training import BetaSchedule, EpsilonSchedule, KappaSchedule
+from test_flags import parse
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse(*argv, preset="quick_mnist"):
-    values = flags.FlagValues()
-    cli.define_flags(preset, values)
-    values(["prog", *argv])
-    return cli.config_from_flags(values)
 
 
 def test_norm_linf_starts_from_the_scripts_linf_preset():

@@ -9,12 +9,11 @@ from gloro_local.bounds import SeamNetwork, propagate
 from gloro_local.bounds.linf import ibp, ibp_margin_lower_bounds
 from gloro_local.layers import (ActivationSeam, BoundState, ClippedMaxMin, Conv2D, Dense, Flatten,
                                 LinearSeam, MaxMin, ReLU, ReLUTheta)
+from test_soundness import bias
 
 HUGE, TOL = 1e6, 1e-5
 
 
-def bias():
-    return {"bias_initializer": keras.initializers.RandomNormal(stddev=0.3)}
 
 
 NETWORKS = {  # name: (input shape, layers, eps)

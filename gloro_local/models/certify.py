@@ -91,7 +91,11 @@ def certify_checked(model, x, y, epsilon, globals_, rule, attack_steps=20,
         x.shape[0], np.prod(globals_.sigmas), np.float32), **fields)
 
 
-def _certify_batch(model, passes, x, y, epsilon, globals_, attack_steps, cheap_stages, seed):
+def first_reasons(model, x, y):
+    """(logits, prediction, reason, bound, margin) before any bound: the clean float32
+    logits, their argmax, reason 'tie' where the top logit is not unique (never
+    certified), 'wrong class' where labels ``y`` are given and differ, else 'bound too
+    loose'; bound 'none' and margin nan until a bound is computed."""
     batch = x.shape[0]
     logits = finite_or_raise(logits_pass(model.network)(x), "logits")
     prediction = np.argmax(logits, -1).astype(np.int32)
@@ -100,8 +104,13 @@ def _certify_batch(model, passes, x, y, epsilon, globals_, attack_steps, cheap_s
     reason[top2[:, 1] <= top2[:, 0]] = "tie"
     if y is not None:
         reason[(prediction != y) & (reason != "tie")] = "wrong class"
-    bound = np.full(batch, "none", dtype=object)
-    margin = np.full(batch, np.nan, np.float32)
+    return (logits, prediction, reason, np.full(batch, "none", dtype=object),
+            np.full(batch, np.nan, np.float32))
+
+
+def _certify_batch(model, passes, x, y, epsilon, globals_, attack_steps, cheap_stages, seed):
+    batch = x.shape[0]
+    _, prediction, reason, bound, margin = first_reasons(model, x, y)
     lipschitz = np.full(batch, np.nan, np.float32)
     iterations = np.zeros((batch, len(model.local_layers)), np.int32)
 

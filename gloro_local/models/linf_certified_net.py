@@ -2,17 +2,17 @@
 import keras
 import tensorflow as tf
 
-from gloro_local.bounds import SeamNetwork, check_bound, check_epsilon, compute_margins
+from gloro_local.bounds import check_bound, compute_margins
+from gloro_local.models.certified_model import CertifiedModel
 from gloro_local.models.linf_certify import certify_linf
 from gloro_local.models.mixing_state import MixingState
-from gloro_local.models.state import ModelState
 from gloro_local.models.training_steps import TrainingSteps
 
 RELAXATIONS = ("ibp", "crown_ibp", "optimized")
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")
-class LinfCertifiedNet(TrainingSteps, keras.Model):
+class LinfCertifiedNet(TrainingSteps, CertifiedModel, keras.Model):
     """A classifier ``f`` certified against l-infinity perturbations ||delta||_inf <= eps:
     ``model(x) = [z, bottom]``, as ``LocalGloroNet`` but with linear-relaxation bounds
     ("Loss Landscape Matters", ICLR 2021 submission; Zhang et al. 2020; Gowal et al.
@@ -44,20 +44,11 @@ class LinfCertifiedNet(TrainingSteps, keras.Model):
     def __init__(self, f, epsilon, relaxation="crown_ibp", beta=1.0, eta=1.0, seed=0,
                  **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(f, keras.Sequential):
-            raise TypeError(f"f must be a keras.Sequential. Received: {type(f).__name__}")
-        try:
-            input_shape = tuple(f.input_shape[1:])
-        except (AttributeError, ValueError) as error:
-            raise ValueError("f must start with keras.Input(shape) so that its input "
-                             "shape is known.") from error
         if relaxation not in RELAXATIONS:
             raise ValueError(f"relaxation must be one of {RELAXATIONS}. Received: "
                              f"relaxation={relaxation!r}")
-        self.f = f
-        self.network = SeamNetwork(f.layers, input_shape)
+        self.wrap_classifier(f, epsilon)
         self.bound = check_bound(relaxation, norm="linf")
-        self.state = ModelState(epsilon, name="model_state")
         self.mixing = MixingState(beta, name="mixing")
         self.eta = float(eta)
         if not self.eta > 0:
@@ -70,15 +61,6 @@ class LinfCertifiedNet(TrainingSteps, keras.Model):
         self.built = True
 
     @property
-    def epsilon(self):
-        """The l-infinity radius, a Keras variable; assign a float > 0 to change it."""
-        return self.state.epsilon
-
-    @epsilon.setter
-    def epsilon(self, value):
-        self.state.epsilon.assign(check_epsilon(value))
-
-    @property
     def beta(self):
         """The weight of the relaxation against IBP in training, a Keras variable."""
         return self.mixing.beta
@@ -86,10 +68,6 @@ class LinfCertifiedNet(TrainingSteps, keras.Model):
     @property
     def relaxation(self):
         return self.bound
-
-    @property
-    def num_classes(self):
-        return self.network.num_classes
 
     def margins(self, x, reference=None, training=False, index=None):
         """The bound pass of ``relaxation`` at the current epsilon (``Margins``); in
@@ -101,30 +79,12 @@ class LinfCertifiedNet(TrainingSteps, keras.Model):
         return compute_margins(self.network, x, tf.cast(self.state.epsilon, tf.float32),
                                [], self.bound, reference, [], 0, **options)
 
-    def call(self, inputs, training=False):
-        x, _ = self.split_index(inputs)
-        if x.shape[0] == 0:
-            self.network.check_shape(x.shape)
-            return tf.zeros((0, self.num_classes + 1), tf.float32)
-        result = self.margins(x, training=False)
-        return tf.concat([result.logits, result.bottom[:, None]], axis=-1)
-
     def certify(self, x, y=None, **kwargs):
         """Certificates for ``x`` (see ``gloro_local.models.linf_certify.certify_linf``)."""
         return certify_linf(self, x, y, **kwargs)
-
-    def compute_output_shape(self, input_shape):
-        return (None, self.num_classes + 1)
 
     def get_config(self):
         return {**super().get_config(), "f": keras.saving.serialize_keras_object(self.f),
                 "epsilon": float(self.state.epsilon.numpy()), "relaxation": self.bound,
                 "beta": float(self.mixing.beta.numpy()), "eta": self.eta,
                 "seed": self.seed}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        f = keras.saving.deserialize_keras_object(config.pop("f"),
-                                                  custom_objects=custom_objects)
-        return cls(f, **config)

@@ -4,9 +4,9 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from gloro_local.attacks import pgd_linf
-from gloro_local.bounds import check_epsilon, compute_margins, logits_pass
+from gloro_local.bounds import check_epsilon, compute_margins
 from gloro_local.models.certificate import Certificate
-from gloro_local.models.certify import finite_or_raise
+from gloro_local.models.certify import finite_or_raise, first_reasons
 from gloro_local.models.inputs import check_inputs
 
 STAGES = ("ibp", "crown_ibp", "optimized")
@@ -85,16 +85,7 @@ def certify_linf(model, x, y=None, epsilon=None, relaxations=STAGES, attack_step
 
 
 def _certify_batch(model, passes, x, y, epsilon, attack_steps, seed):
-    batch = x.shape[0]
-    logits = finite_or_raise(logits_pass(model.network)(x), "logits")
-    prediction = np.argmax(logits, -1).astype(np.int32)
-    top2 = np.sort(logits, -1)[:, -2:]
-    reason = np.full(batch, "bound too loose", dtype=object)
-    reason[top2[:, 1] <= top2[:, 0]] = "tie"
-    if y is not None:
-        reason[(prediction != y) & (reason != "tie")] = "wrong class"
-    bound = np.full(batch, "none", dtype=object)
-    margin = np.full(batch, np.nan, np.float32)
+    logits, prediction, reason, bound, margin = first_reasons(model, x, y)
     for stage, (name, run) in enumerate(passes):
         if stage == 1 and attack_steps:
             _attack(model, x, prediction, reason, epsilon, attack_steps, seed)

@@ -2,16 +2,16 @@
 import keras
 import tensorflow as tf
 
-from gloro_local.bounds import (GlobalNorms, SeamNetwork, StoppingRule, check_bound,
-                                check_epsilon, compute_margins, random_start, warm_start)
+from gloro_local.bounds import (GlobalNorms, StoppingRule, check_bound, compute_margins,
+                                random_start, warm_start)
 from gloro_local.models.bound_queries import BoundQueries
-from gloro_local.models.state import ModelState
+from gloro_local.models.certified_model import CertifiedModel
 from gloro_local.models.training_steps import TrainingSteps
 from gloro_local.training.precision import resolve_training_dtype
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")
-class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
+class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
     """A classifier ``f`` with a certified bottom logit: ``model(x) = [z, bottom]``.
 
     For input x, radius eps and reference class j (the prediction at inference, the label
@@ -61,17 +61,8 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
                  lam_theta=0.0, seed=0, training_dtype="auto", box_gradient=True,
                  **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(f, keras.Sequential):
-            raise TypeError(f"f must be a keras.Sequential, got {type(f).__name__}.")
-        try:
-            input_shape = tuple(f.input_shape[1:])
-        except (AttributeError, ValueError) as error:
-            raise ValueError("f must start with keras.Input(shape) so that its input "
-                             "shape is known.") from error
-        self.f = f
-        self.network = SeamNetwork(f.layers, input_shape)
+        self.wrap_classifier(f, epsilon)
         self.bound = check_bound(bound)
-        self.state = ModelState(epsilon, name="model_state")
         hidden_shapes = [shape for _, shape in self.network.hidden_layers()]
         self.global_norms = GlobalNorms(hidden_shapes, seed=seed, name="global_norms")
         self.global_norms.built = True
@@ -96,19 +87,6 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
         self.box_gradient = bool(box_gradient)
         self.store = None
         self.built = True
-
-    @property
-    def epsilon(self):
-        """The l2 radius, a Keras variable; assign a float > 0 to change it."""
-        return self.state.epsilon
-
-    @epsilon.setter
-    def epsilon(self, value):
-        self.state.epsilon.assign(check_epsilon(value))
-
-    @property
-    def num_classes(self):
-        return self.network.num_classes
 
     def hidden_seams(self):
         return [seam for seam, _ in self.network.hidden_layers()]
@@ -149,30 +127,6 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
                                reference, self.starts(tf.shape(x)[0], index, training),
                                **budget)
 
-    def call(self, inputs, training=False):
-        x, _ = self.split_index(inputs)
-        if x.shape[0] == 0:  # an empty batch: nothing to bound
-            self.network.check_shape(x.shape)
-            return tf.zeros((0, self.num_classes + 1), tf.float32)
-        result = self.margins(x, training=False)
-        return tf.concat([result.logits, result.bottom[:, None]], axis=-1)
-
-    def export(self, filepath, format="tf_saved_model", verbose=True, input_signature=None,
-               **kwargs):
-        """Writes a deployable SavedModel whose ``serve`` endpoint (and
-        ``serving_default`` signature) maps a float32 batch to ``[logits, bottom]``
-        (B, classes + 1), like ``model(x)``; ``tf.saved_model.load(filepath)`` runs it in a
-        process that never imports gloro_local. ``input_signature`` defaults to
-        (None,) + the network's input shape in float32; the other arguments are those of
-        ``keras.Model.export``. ``model.f.export(path)`` exports the plain classifier."""
-        if input_signature is None:
-            input_signature = [tf.TensorSpec((None,) + self.network.input_shape, tf.float32)]
-        return super().export(filepath, format=format, verbose=verbose,
-                              input_signature=input_signature, **kwargs)
-
-    def compute_output_shape(self, input_shape):
-        return (None, self.num_classes + 1)
-
     def get_config(self):
         return {**super().get_config(), "f": keras.saving.serialize_keras_object(self.f),
                 "epsilon": float(self.state.epsilon.numpy()), "bound": self.bound,
@@ -183,10 +137,3 @@ class LocalGloroNet(TrainingSteps, BoundQueries, keras.Model):
                 "lam_theta": self.lam_theta, "seed": self.seed,
                 "training_dtype": self.training_dtype_option,
                 "box_gradient": self.box_gradient}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        f = keras.saving.deserialize_keras_object(config.pop("f"),
-                                                  custom_objects=custom_objects)
-        return cls(f, **config)
