@@ -145,3 +145,28 @@ def test_mnist_certified_points_resist_pgd_linf():
         _, broken = gl.attacks.pgd_linf(model.f, xt[rows], yt[rows], 0.05, steps=50,
                                         clip=None, seed=seed)
         assert not broken.numpy().any()
+
+
+def test_l2_crown_ibp_baseline_is_sound_on_the_disc():
+    """'crown_ibp_l2' (the l2 box-and-ball walk with sound global norms, CROWN's backward
+    pass closed in l2) as a LocalGloroNet bound: every point it certifies keeps its class
+    on a dense disc of radius eps, and it certifies some points."""
+    from conftest import disc_offsets
+    from gloro_local.bounds import sound_global_norms
+    keras.utils.set_random_seed(0)
+    x, y = sectors(np.random.default_rng(0), 1500)
+    f = keras.Sequential([keras.Input((2,)), Dense(32), ReLU(), Dense(32), ReLU(),
+                          Dense(3)])
+    model = gl.LocalGloroNet(f, 0.05, bound="crown_ibp_l2")
+    model.compile(keras.optimizers.Adam(1e-2), loss="crossentropy")
+    model.fit(x, y, batch_size=100, epochs=20, verbose=0)
+    norms = [tf.constant(s, tf.float32) for s in sound_global_norms(model.network)]
+    result = compute_margins(model.network, x[:200], check_epsilon(0.05), norms,
+                             "crown_ibp_l2", None, [], 0, capped=True)
+    top = np.max(result.logits.numpy(), -1)
+    certified = np.flatnonzero(top > result.bottom.numpy())
+    assert certified.size >= 20
+    offsets = disc_offsets(0.05, grid=61, circle=240).astype(np.float32)
+    for k in certified[:40]:
+        predicted = np.argmax(model.f(x[k] + offsets).numpy(), -1)
+        assert np.all(predicted == np.argmax(result.logits[k])), k
