@@ -35,12 +35,12 @@ def bound_pass(network, bound, local_layers=(), rule=StoppingRule(), seed=0):
     ``bound`` is 'global' (r = eps * prod_l ||W_l||), 'local' (r = eps * prod_l
     sigma_l(x): per-sample masked power iteration of the hidden layers ``local_layers``
     from the fixed vector of seed (``seed``, layer), until ``rule`` holds (an int: that
-    many steps, for monitoring); a layer that
-    did not converge, or whose neurons all vary, uses its global norm; no sigma_l(x)
-    exceeds it) or 'local_layerwise' (the same norms, with the ball entering every layer
-    of radius eps * prod_{k<l} sigma_k(x): tighter boxes and masks). ``global_sigmas`` should be ``sound_global_norms``. The logit layer's
-    worst case is exact (box intersected with the ball), against class ``reference``
-    (B,) int.
+    many steps, for monitoring); a layer that did not converge, or whose neurons all
+    vary, uses its global norm; no sigma_l(x) exceeds it) or 'local_layerwise' (the same
+    norms, with the ball entering every layer of radius eps * prod_{k<l} sigma_k(x):
+    tighter boxes and masks). ``global_sigmas`` should be ``sound_global_norms``. The
+    logit layer's worst case is exact (box intersected with the ball), against class
+    ``reference`` (B,) int.
 
     Returned per-sample arrays: logits (B, K), bottom (B,) = max_{i != j} z*_i,
     lipschitz (B,) the product used, sigmas (B, hidden layers) the norm used per layer,
