@@ -6,8 +6,9 @@ linear layer (``linear_step``), activation (``activation_step``) and reshape
 (``shape_step``), and finally turns what the walk found into worst-case logits
 (``logit_step``). Just before every hidden linear layer after the first, and before the
 logit layer, the walk hands the bound the final masks of the hidden layer before it
-(``before_linear``), so that a bound may rescale the ball with what they tell. A new bound is one new module: a subclass registered with
-``@register``; nothing else in the package changes.
+(``before_linear``), so that a bound may rescale the ball with what they tell. A new
+bound is one new module: a subclass registered with ``@register``; nothing else in the
+package changes.
 """
 import abc
 from typing import Any, List, NamedTuple, Optional
