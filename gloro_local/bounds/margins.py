@@ -24,6 +24,8 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
     'local': r = eps * prod_l sigma_l(x) with masked per-sample norms (layers whose start
         vectors are None use their global norm); the last layer maximises over the ball
         of radius r intersected with the penultimate box.
+    'local_layerwise': as 'local', but the ball entering each layer has the local radius
+        eps * prod_{k<l} sigma_k(x) of the layers before it (tighter boxes and masks).
     'global': the same with r = eps * prod_l ||W_l|| (BCP-style).
     'gloro': z*_i = z_i + eps * prod_l ||W_l|| * ||w_i - w_j|| (ball only, as GloRo).
 
@@ -36,7 +38,8 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
         bound: a registered bound name or a ``Bound``.
         reference: (B,) class j each sample is compared with (the label), or None for
             the predicted class argmax z.
-        starts: per hidden layer, power-iteration start vectors or None ('local' only).
+        starts: per hidden layer, power-iteration start vectors or None ('local' and
+            'local_layerwise' only).
         budget: power-iteration steps (training) or a ``StoppingRule``.
         worst_steps: clipping steps of the worst-logit iteration (None: exact).
         capped: use ``capped_sigmas`` (inference and certification) rather than the raw,
@@ -46,9 +49,9 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
     """
     bound = get_bound(bound)
     x = tf.cast(x, epsilon.dtype)
-    propagation = walk(network, bound, x, epsilon, global_sigmas, box_gradient)
     context = BoundContext(global_sigmas, starts, budget, worst_steps, capped, x, beta, eta,
                            seed)
+    propagation = walk(network, bound, x, epsilon, global_sigmas, box_gradient, context)
     return bound.logit_step(network, propagation, epsilon, reference, context)
 
 

@@ -14,19 +14,33 @@ from gloro_local.bounds.power_iteration import StoppingRule
 from gloro_local.bounds.start_vectors import warm_start
 
 DTYPE = tf.float32
+LOCAL_BOUNDS = ("local", "local_layerwise")
+RADII = {"global": "local", "layerwise": "local_layerwise"}
+
+
+def local_bound(radius):
+    """The local bound of a ball ``radius`` rule: 'global' (the paper's: the ball entering
+    layer l has radius eps * prod_{k<l} ||W_k||) -> 'local'; 'layerwise' (radius
+    eps * prod_{k<l} sigma_k(x), the masked norms of the layers before it) ->
+    'local_layerwise'. ValueError for any other rule."""
+    if radius not in RADII:
+        raise ValueError(f"radius must be one of {tuple(RADII)}. Received: "
+                         f"radius={radius!r}")
+    return RADII[radius]
 
 
 def bound_pass(network, bound, local_layers=(), rule=StoppingRule(), seed=0):
     """A function ``run(x, epsilon, global_sigmas, reference)`` -> dict of numpy arrays.
 
-    ``bound`` is 'global' (r = eps * prod_l ||W_l||) or 'local' (r = eps * prod_l
+    ``bound`` is 'global' (r = eps * prod_l ||W_l||), 'local' (r = eps * prod_l
     sigma_l(x): per-sample masked power iteration of the hidden layers ``local_layers``
     from the fixed vector of seed (``seed``, layer), until ``rule`` holds (an int: that
-    many steps, for monitoring); a layer that
-    did not converge, or whose neurons all vary, uses its global norm; no sigma_l(x)
-    exceeds it). ``global_sigmas`` should be ``sound_global_norms``. The logit layer's
-    worst case is exact (box intersected with the ball), against class ``reference``
-    (B,) int.
+    many steps, for monitoring); a layer that did not converge, or whose neurons all
+    vary, uses its global norm; no sigma_l(x) exceeds it) or 'local_layerwise' (the same
+    norms, with the ball entering every layer of radius eps * prod_{k<l} sigma_k(x):
+    tighter boxes and masks). ``global_sigmas`` should be ``sound_global_norms``. The
+    logit layer's worst case is exact (box intersected with the ball), against class
+    ``reference`` (B,) int.
 
     Returned per-sample arrays: logits (B, K), bottom (B,) = max_{i != j} z*_i,
     lipschitz (B,) the product used, sigmas (B, hidden layers) the norm used per layer,
@@ -34,7 +48,7 @@ def bound_pass(network, bound, local_layers=(), rule=StoppingRule(), seed=0):
     'global'), varying (B, activations) the fraction of neurons each activation lets
     move.
     """
-    local = tuple(sorted(set(local_layers))) if bound == "local" else ()
+    local = tuple(sorted(set(local_layers))) if bound in LOCAL_BOUNDS else ()
     budget = rule.check() if isinstance(rule, StoppingRule) else int(rule)
     key = (bound, local, budget, int(seed))
     if key not in network.compiled:

@@ -1,6 +1,6 @@
 """One walk of a bound through every layer but the logit layer, with the masks of the
 neurons that may move."""
-from typing import List, NamedTuple, Optional
+from typing import Any, List, NamedTuple, Optional
 
 import tensorflow as tf
 
@@ -28,15 +28,18 @@ class Propagation(NamedTuple):
         and reshapes that hold them constant are deleted); None means no mask.
     activations: per activation layer, its pre-activation box and own mask (None when
         the bound tracks no masks).
+    records: per hidden linear layer, what the bound's ``before_linear`` recorded once
+        the layer's masks were final (None for bounds that record nothing).
     """
 
     penultimate: BoundState
     in_masks: List[Optional[tf.Tensor]]
     out_masks: List[Optional[tf.Tensor]]
     activations: List[ActivationBox]
+    records: List[Optional[Any]] = ()
 
 
-def walk(network, bound, x, epsilon, layer_norms, box_gradient=True):
+def walk(network, bound, x, epsilon, layer_norms, box_gradient=True, context=None):
     """Walks ``bound`` (a ``Bound`` or its name) through ``network``: its initial state,
     then its step for every layer but the logit layer, recording every activation's
     pre-activation box and, when the bound tracks them, the masks of neurons that may
@@ -47,7 +50,10 @@ def walk(network, bound, x, epsilon, layer_norms, box_gradient=True):
     reshape reshapes it. The mask reaching a linear layer is its column mask. The mask
     reached after a linear layer through element-wise activations (and reshapes) only is
     its row mask: those activations are 1-Lipschitz neuron by neuron, so a constant
-    output needs no row. A pairwise activation (MaxMin) ends the row mask.
+    output needs no row. A pairwise activation (MaxMin) ends the row mask. Both masks of
+    hidden linear layer k are final when the walk reaches the next linear layer (or the
+    logit layer): there it calls ``bound.before_linear(network, k, state, in_masks,
+    out_masks, context)``, whose state goes on and whose record is kept.
 
     Args:
         network: a ``SeamNetwork``.
@@ -62,17 +68,27 @@ def walk(network, bound, x, epsilon, layer_norms, box_gradient=True):
             (the penultimate box in the logit layer's worst case, each activation's box
             in the sparsity hinge) and backpropagation skips the box's path through the
             earlier layers (training option; the values are unchanged).
+        context: the ``BoundContext`` handed to ``before_linear`` (None: none).
 
     Returns:
         a ``Propagation``.
     """
     bound = get_bound(bound)
     state = bound.initial_state(tf.cast(x, epsilon.dtype), epsilon)
-    in_masks, out_masks, activations = [], [], []
+    in_masks, out_masks, activations, records = [], [], [], []
+
+    def finish_layer(state):
+        state, record = bound.before_linear(network, len(in_masks) - 1, state, in_masks,
+                                            out_masks, context)
+        records.append(record)
+        return state
+
     mask = None
     rows_open = False
     for seam in network.seams[:-1]:
         if isinstance(seam, LinearSeam):
+            if in_masks:
+                state = finish_layer(state)
             in_masks.append(mask)
             out_masks.append(None)
             if not box_gradient:
@@ -94,7 +110,9 @@ def walk(network, bound, x, epsilon, layer_norms, box_gradient=True):
         else:
             mask = seam.map_mask(mask)
             state = bound.shape_step(seam, state)
-    return Propagation(state, in_masks, out_masks, activations)
+    if in_masks:
+        state = finish_layer(state)
+    return Propagation(state, in_masks, out_masks, activations, records)
 
 
 def propagate(network, x, epsilon, layer_norms, box_gradient=True):

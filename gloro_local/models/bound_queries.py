@@ -3,6 +3,7 @@ import numpy as np
 
 from gloro_local.bounds import (CertificateGlobals, StoppingRule, bound_pass,
                                 certificate_globals)
+from gloro_local.bounds.passes import local_bound
 from gloro_local.models.certify import certify, check_inputs
 
 
@@ -15,7 +16,7 @@ class BoundQueries:
         return certify(self, x, y, **kwargs)
 
     def lipschitz_bounds(self, x, converge=False, tol=1e-4, max_iterations=2000,
-                         batch_size=256):
+                         batch_size=256, radius="global"):
         """Per-sample bounds of the hidden layers' Lipschitz product at ``model.epsilon``.
 
         Returns a dict of numpy arrays: 'local' (B,) prod_l sigma_l(x) with masked norms,
@@ -30,7 +31,12 @@ class BoundQueries:
         max_iterations, tol)`` holds, capped by the global norms. Otherwise a quick
         monitoring estimate: the model's stored global estimates and vectors, and
         ``power_iterations`` steps per sample.
+
+        ``radius='layerwise'`` gives the numbers of 'local_layerwise' (the ball entering
+        each layer has the local radius of the layers before it; ``local_bound``) in
+        place of the paper's 'global' radius.
         """
+        bound = local_bound(radius)
         x, _ = check_inputs(self, x)
         if converge:
             globals_ = certificate_globals(self.network, self.seed)
@@ -40,7 +46,7 @@ class BoundQueries:
                 [float(s) for s in self.global_norms.norms(self.hidden_seams(), 0)],
                 list(self.global_norms.iterates))
             budget = self.power_iterations
-        run = bound_pass(self.network, "local", self.local_layers, budget, self.seed)
+        run = bound_pass(self.network, bound, self.local_layers, budget, self.seed)
         parts = []
         for begin in range(0, max(x.shape[0], 1), batch_size):  # empty x: one empty batch
             batch = x[begin:begin + batch_size]

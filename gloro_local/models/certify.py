@@ -5,6 +5,7 @@ from tqdm.auto import tqdm
 from gloro_local.attacks import pgd_l2
 from gloro_local.bounds import (StoppingRule, bound_pass, certificate_globals, check_epsilon,
                                 logits_pass)
+from gloro_local.bounds.passes import local_bound
 from gloro_local.models.certificate import Certificate
 from gloro_local.models.inputs import check_inputs
 
@@ -18,7 +19,8 @@ def finite_or_raise(values, what):
 
 
 def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attack_steps=20,
-            cheap_stages=True, batch_size=256, progress=None, seed=None, solver="lobpcg"):
+            cheap_stages=True, batch_size=256, progress=None, seed=None, solver="lobpcg",
+            radius="global"):
     """Certifies each sample of ``x`` against l2 perturbations of size ``epsilon``.
 
     Every global norm is a sound upper bound (``sound_global_norms``), computed once from
@@ -35,6 +37,11 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
     all converge and that is still not certified is reported 'not converged'. The first
     two stages only save time: the local bound certifies whatever the global one does,
     so ``cheap_stages=False`` (every point to the local bound) certifies the same points.
+    With ``radius='layerwise'`` the local stage is 'local_layerwise': the ball entering
+    hidden layer l has the local radius eps * prod_{k<l} sigma_k(x) (each sigma_k the
+    capped, converged norm the certificate uses) instead of eps * prod_{k<l} ||W_k||, so
+    its boxes, masks and masked norms are at most those of 'local' and it certifies a
+    superset of the points.
 
     The one assumption: a local (masked, per-sample) norm is an iterative estimate (the
     norm of the final unit vector through the masked operator, so never above the exact
@@ -50,6 +57,8 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
         attack_steps: PGD steps of the attack stage (0 disables the stage).
         progress: show a progress bar (default: when there is more than one batch).
         seed: seed of the start vectors and of PGD (default ``model.seed``).
+        radius: the ball radius of the local stage's boxes, 'global' (the paper's) or
+            'layerwise' (``local_bound``).
 
     Returns:
         a ``Certificate``.
@@ -61,9 +70,11 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
     epsilon = _epsilon(model, epsilon)
     seed = model.seed if seed is None else int(seed)
     rule = StoppingRule(int(max_iterations), tol, solver).check()
+    local_bound(radius)
     x, y = check_inputs(model, x, y)
     return certify_checked(model, x, y, epsilon, certificate_globals(model.network, seed),
-                           rule, attack_steps, cheap_stages, batch_size, progress, seed)
+                           rule, attack_steps, cheap_stages, batch_size, progress, seed,
+                           radius)
 
 
 def _epsilon(model, epsilon):
@@ -72,11 +83,13 @@ def _epsilon(model, epsilon):
 
 
 def certify_checked(model, x, y, epsilon, globals_, rule, attack_steps=20,
-                    cheap_stages=True, batch_size=256, progress=None, seed=0):
+                    cheap_stages=True, batch_size=256, progress=None, seed=0,
+                    radius="global"):
     """``certify`` on validated arrays with the ``CertificateGlobals`` already computed
     (``evaluate`` shares them between its stages)."""
     passes = {"global": bound_pass(model.network, "global"),
-              "local": bound_pass(model.network, "local", model.local_layers, rule, seed)}
+              "local": bound_pass(model.network, local_bound(radius), model.local_layers,
+                                  rule, seed)}
     parts = []
     batches = range(0, max(x.shape[0], 1), batch_size)  # an empty x: one empty batch
     show = progress if progress is not None else len(batches) > 1

@@ -4,8 +4,11 @@ A bound pass walks the network once (``gloro_local.bounds.propagation.walk``): i
 the bound for the state of the input (``initial_state``), then for the state after every
 linear layer (``linear_step``), activation (``activation_step``) and reshape
 (``shape_step``), and finally turns what the walk found into worst-case logits
-(``logit_step``). A new bound is one new module: a subclass registered with
-``@register``; nothing else in the package changes.
+(``logit_step``). Just before every hidden linear layer after the first, and before the
+logit layer, the walk hands the bound the final masks of the hidden layer before it
+(``before_linear``), so that a bound may rescale the ball with what they tell. A new
+bound is one new module: a subclass registered with ``@register``; nothing else in the
+package changes.
 """
 import abc
 from typing import Any, List, NamedTuple, Optional
@@ -94,6 +97,23 @@ class Bound(abc.ABC):
     def shape_step(self, seam, state):
         """The state after a ``ShapeSeam`` (a pure reshape)."""
         return seam.propagate(state)
+
+    def before_linear(self, network, k, state, in_masks, out_masks, context):
+        """The state entering the linear layer after hidden linear layer ``k``, once that
+        layer's masks ``in_masks[k]`` / ``out_masks[k]`` are final, and what the bound
+        records for layer ``k`` (``Propagation.records``).
+
+        Args:
+            network: the ``SeamNetwork``.
+            k: index of the hidden linear layer just finished (into ``hidden_layers``).
+            state: the ``BoundState`` after its activations and reshapes.
+            in_masks, out_masks: the walk's masks so far (one per hidden layer <= k).
+            context: the walk's ``BoundContext``, or None (a walk without one).
+
+        Returns:
+            (state, record); the default keeps the state and records None.
+        """
+        return state, None
 
     @abc.abstractmethod
     def logit_step(self, network, propagation, epsilon, reference, context):
