@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from gloro_local import architectures, data
+from gloro_local.bounds import get_bound
 from gloro_local.bounds.input_checks import check_images
 from gloro_local.evaluation import evaluate
 from gloro_local.layers import ClippedMaxMin
@@ -431,7 +432,8 @@ def train(config):
     strategy = _strategy(config.strategy)
     with strategy.scope():
         model = build_model(config, x_train.shape[1:], num_classes)
-        use_store = config.store and config.bound == "local" and config.norm == "l2"
+        use_store = (config.store and config.norm == "l2"
+                     and get_bound(config.bound).per_sample_norms)
         if use_store:
             model.attach_store(len(y_train))
     train_ds = data.load(config.dataset_name, "train", config.batch_size,

@@ -13,6 +13,7 @@ certifies on an MNIST model, where it certifies a superset of ``certify()``.
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import disc_offsets, sectors, tight_rule
 from test_worked_example import X, example
@@ -283,3 +284,17 @@ def test_mnist_layerwise_certifies_a_superset(mnist_model):
     assert np.all(bounds["local"] <= paper_bounds["local"] * (1 + RTOL))
     assert np.all(bounds["varying"] <= paper_bounds["varying"] + 1e-6)
     assert np.mean(bounds["local"] < paper_bounds["local"] * (1 - 1e-3)) > 0
+
+
+def test_layerwise_training_uses_the_per_sample_store():
+    """'local_layerwise' runs per-sample power iterations, so an attached store is read
+    and written in training as for 'local'."""
+    x = np.random.default_rng(0).uniform(size=(32, 6)).astype(np.float32)
+    y = np.arange(32) % 3
+    f = keras.Sequential([keras.Input((6,)), Dense(8), ReLU(), Dense(8), ReLU(), Dense(3)])
+    model = gl.LocalGloroNet(f, 0.1, bound="local_layerwise")
+    model.compile("adam")
+    store = model.attach_store(32)
+    data = tf.data.Dataset.from_tensor_slices(((x, np.arange(32)), y)).batch(16)
+    model.fit(data, epochs=1, verbose=0)
+    assert all(np.any(t.numpy() != 0) for t in store.tables if t is not None)

@@ -140,7 +140,8 @@ class TrainingSteps:
     def _step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, index = self.split_index(x)
-        use_store = training and self.store is not None and self.bound == "local"
+        use_store = (training and self.store is not None
+                     and get_bound(self.bound).per_sample_norms)
         if use_store:
             if index is None:
                 raise ValueError(

@@ -75,12 +75,15 @@ class Bound(abc.ABC):
         tracks_masks: whether the walk records which neurons may move (the boxes must
             then enclose every activation reachable in the ball).
         uses_norms: whether it needs the hidden layers' global spectral norms.
+        per_sample_norms: whether its logit step runs per-sample power iterations
+            (whose start vectors the iterate store keeps across epochs).
     """
 
     name = None
     norm = "l2"
     tracks_masks = True
     uses_norms = True
+    per_sample_norms = False
 
     @abc.abstractmethod
     def initial_state(self, x, epsilon):

@@ -45,6 +45,7 @@ class LocalBound(GlobalBound):
     over the ball of radius r(x) intersected with the penultimate box."""
 
     name = "local"
+    per_sample_norms = True
 
     def logit_step(self, network, propagation, epsilon, reference, context):
         batch = tf.shape(propagation.penultimate.centre)[0]
