@@ -22,6 +22,7 @@ from gloro_local import LocalGloroNet
 from gloro_local.bounds import (check_epsilon, compute_margins, random_start,
                                 sound_global_norms)
 from gloro_local.bounds.propagation import walk
+from gloro_local.bounds.strategies.local_layerwise import FORWARD_SLACK
 from gloro_local.evaluation import certify, pgd_l2
 from gloro_local.layers import Dense, Flatten, MaxMin, ReLU, ReLUTheta
 
@@ -70,7 +71,9 @@ def test_worked_example():
     assert_not_looser(layerwise, local)
     np.testing.assert_allclose(layerwise.lipschitz, [1.0], rtol=1e-5)
     np.testing.assert_allclose(local.global_lipschitz, [9.0], rtol=1e-6)
-    np.testing.assert_allclose(layerwise.propagation.penultimate.radius, [0.1], rtol=1e-5)
+    # certification forwards each masked norm with the slack FORWARD_SLACK
+    np.testing.assert_allclose(layerwise.propagation.penultimate.radius,
+                               [0.1 * (1 + FORWARD_SLACK) ** 2], rtol=1e-5)
     np.testing.assert_allclose(local.propagation.penultimate.radius, [0.9], rtol=1e-6)
     np.testing.assert_allclose(layerwise.bottom, local.bottom, rtol=1e-5)
     assert [float(s[0]) for s in layerwise.sigmas] == pytest.approx([1.0, 1.0], rel=1e-5)
@@ -161,8 +164,8 @@ def test_strictly_tighter_when_a_mask_deletes_neurons():
     assert_not_looser(layerwise, local)
     np.testing.assert_allclose(local.propagation.activations[1].lo, [[-0.7, 0.9]],
                                atol=1e-5)
-    np.testing.assert_allclose(layerwise.propagation.activations[1].hi, [[-0.1, 1.1]],
-                               atol=1e-5)
+    np.testing.assert_allclose(layerwise.propagation.activations[1].hi,
+                               [[-0.3 + 0.2 * (1 + FORWARD_SLACK), 1.1]], atol=1e-5)
     np.testing.assert_array_equal(local.propagation.activations[1].varying, [[1.0, 1.0]])
     np.testing.assert_array_equal(layerwise.propagation.activations[1].varying,
                                   [[0.0, 1.0]])

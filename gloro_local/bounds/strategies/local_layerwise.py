@@ -10,6 +10,9 @@ from gloro_local.bounds.strategies.l2_logits import global_per_sample, l2_margin
 from gloro_local.bounds.strategies.local import LocalBound, capped_sigmas
 
 
+FORWARD_SLACK = 1e-3  # 10x the default stopping tolerance
+
+
 class LayerRecord(NamedTuple):
     """What the layer-wise bound found for one hidden layer: ``sigma`` (B,) float32, the
     norm it used (and fed forward), and ``power`` the power-iteration result (None for a
@@ -35,7 +38,7 @@ def _solve(operator, start, budget):
 
 @register
 class LocalLayerwiseBound(LocalBound):
-    """The local bound with layer-wise local radii (issue 12, part 1).
+    """The local bound with layer-wise local radii.
 
     'local' decides the masks from boxes clipped by the ball of radius
     eps * prod_{k<l} ||W_k|| entering layer l. Here, once hidden layer k's masks
@@ -60,10 +63,13 @@ class LocalLayerwiseBound(LocalBound):
     (``context.capped``) each is capped by the layer's global bound and replaced by it
     where the layer did not converge under the ``StoppingRule`` or masks nothing
     (``capped_sigmas``); otherwise (training: fixed steps) the estimate capped by the
-    global estimate, min(sigma_k, ||W_k||). Layers without start vectors use their
-    global norm. The walk's layer norms must be the context's global norms (as
-    ``compute_margins`` walks): the radius after layer k's activations,
-    r_{k-1} * ||W_k||, is rescaled by sigma_k(x) / ||W_k||.
+    global estimate, min(sigma_k, ||W_k||). In certification the radius fed forward is
+    min(sigma_k (1 + FORWARD_SLACK), ||W_k||): a converged estimate approaches the exact
+    norm from below, so the slack keeps the later balls from resting on its last digits
+    (the final product r = eps prod_k sigma_k(x) is that of 'local'). Layers without
+    start vectors use their global norm. The walk's layer norms must be the context's
+    global norms (as ``compute_margins`` walks): the radius after layer k's activations,
+    r_{k-1} * ||W_k||, is rescaled by the forwarded sigma_k(x) / ||W_k||.
     """
 
     name = "local_layerwise"
@@ -86,7 +92,11 @@ class LocalLayerwiseBound(LocalBound):
                                   isinstance(context.budget, StoppingRule))[0]
         else:
             sigma = tf.minimum(tf.cast(power.sigma, tf.float32), global_sigma)
-        shrink = tf.math.divide_no_nan(sigma, global_sigma)
+        if context.capped:  # the ball fed forward never rests on an estimate's last digits
+            forward = tf.minimum(sigma * (1.0 + FORWARD_SLACK), global_sigma)
+        else:
+            forward = sigma
+        shrink = tf.math.divide_no_nan(forward, global_sigma)
         radius = state.radius * tf.cast(shrink, state.radius.dtype)
         return state._replace(radius=radius), LayerRecord(sigma, power)
 
