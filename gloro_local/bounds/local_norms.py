@@ -5,6 +5,14 @@ from gloro_local.bounds.block_solver import lobpcg
 from gloro_local.bounds.power_iteration import MaskedOperator, StoppingRule, power_iteration
 
 
+def masked_norm(operator, start, budget):
+    """The norm of one ``MaskedOperator`` from ``start``: ``lobpcg`` for a 'lobpcg'
+    ``StoppingRule``, ``power_iteration`` for a 'power' rule or a number of steps.
+    Returns a ``PowerIterationResult``."""
+    converges = isinstance(budget, StoppingRule) and budget.solver == "lobpcg"
+    return (lobpcg if converges else power_iteration)(operator, start, budget)
+
+
 def local_norms(network, propagation, starts, budget):
     """Masked power iteration for every hidden linear layer whose start vectors are given.
 
@@ -21,13 +29,11 @@ def local_norms(network, propagation, starts, budget):
     """
     results = []
     dtype = propagation.penultimate.centre.dtype
-    converges = isinstance(budget, StoppingRule) and budget.solver == "lobpcg"
-    solve = lobpcg if converges else power_iteration
     for (seam, shape), start, in_mask, out_mask in zip(
             network.hidden_layers(), starts, propagation.in_masks, propagation.out_masks):
         if start is None:
             results.append(None)
             continue
         operator = MaskedOperator(seam, shape, in_mask, out_mask)
-        results.append(solve(operator, tf.cast(start, dtype), budget))
+        results.append(masked_norm(operator, tf.cast(start, dtype), budget))
     return results

@@ -12,9 +12,9 @@ import tensorflow as tf
 from gloro_local.bounds.margins import compute_margins
 from gloro_local.bounds.power_iteration import StoppingRule
 from gloro_local.bounds.start_vectors import warm_start
+from gloro_local.bounds.strategies import get_bound
 
 DTYPE = tf.float32
-LOCAL_BOUNDS = ("local", "local_layerwise")
 RADII = {"global": "local", "layerwise": "local_layerwise"}
 
 
@@ -48,7 +48,7 @@ def bound_pass(network, bound, local_layers=(), rule=StoppingRule(), seed=0):
     'global'), varying (B, activations) the fraction of neurons each activation lets
     move.
     """
-    local = tuple(sorted(set(local_layers))) if bound in LOCAL_BOUNDS else ()
+    local = tuple(sorted(set(local_layers))) if get_bound(bound).per_sample_norms else ()
     budget = rule.check() if isinstance(rule, StoppingRule) else int(rule)
     key = (bound, local, budget, int(seed))
     if key not in network.compiled:

@@ -15,15 +15,15 @@ def _fully_varying(mask, batch):
     return tf.reduce_min(mask, axis=tf.range(1, tf.rank(mask))) > 0.0
 
 
-def capped_sigmas(power, global_per_sample, propagation, batch, require_converged=True):
+def capped_sigmas(power, global_per_sample, in_masks, out_masks, batch,
+                  require_converged=True):
     """The norms a certificate may use, per hidden layer: the global bound where no neuron
     of the layer is masked (the operator is then A itself) or, with
     ``require_converged``, where the layer's power iteration did not converge; else
     min(estimate, global bound). Without ``require_converged`` (a fixed number of steps:
     monitoring) every estimate is kept, capped."""
     sigmas = []
-    for p, g, in_mask, out_mask in zip(power, global_per_sample, propagation.in_masks,
-                                       propagation.out_masks):
+    for p, g, in_mask, out_mask in zip(power, global_per_sample, in_masks, out_masks):
         if p is None:
             sigmas.append(g)
             continue
@@ -52,7 +52,8 @@ class LocalBound(GlobalBound):
         global_sigmas = global_per_sample(context, batch, tf.float32)
         power = local_norms(network, propagation, context.starts, context.budget)
         if context.capped:
-            sigmas = capped_sigmas(power, global_sigmas, propagation, batch,
+            sigmas = capped_sigmas(power, global_sigmas, propagation.in_masks,
+                                   propagation.out_masks, batch,
                                    isinstance(context.budget, StoppingRule))
         else:
             sigmas = [g if p is None else tf.cast(p.sigma, tf.float32)

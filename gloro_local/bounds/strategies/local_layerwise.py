@@ -1,14 +1,13 @@
 """'local_layerwise': the local bound with local ball radii at every layer."""
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import tensorflow as tf
 
-from gloro_local.bounds.block_solver import lobpcg
-from gloro_local.bounds.power_iteration import MaskedOperator, StoppingRule, power_iteration
+from gloro_local.bounds.local_norms import masked_norm
+from gloro_local.bounds.power_iteration import MaskedOperator, StoppingRule
 from gloro_local.bounds.strategies.base import register
 from gloro_local.bounds.strategies.l2_logits import global_per_sample, l2_margins
 from gloro_local.bounds.strategies.local import LocalBound, capped_sigmas
-
 
 FORWARD_SLACK = 1e-3  # 10x the default stopping tolerance
 
@@ -20,20 +19,6 @@ class LayerRecord(NamedTuple):
 
     sigma: tf.Tensor
     power: Optional[Any]
-
-
-class _LayerMasks(NamedTuple):
-    """The masks of one layer, shaped as ``capped_sigmas`` reads a walk."""
-
-    in_masks: List[Optional[tf.Tensor]]
-    out_masks: List[Optional[tf.Tensor]]
-
-
-def _solve(operator, start, budget):
-    """The masked norm of ``operator`` from ``start`` as ``local_norms`` computes it:
-    ``lobpcg`` for a 'lobpcg' ``StoppingRule``, else ``power_iteration``."""
-    converges = isinstance(budget, StoppingRule) and budget.solver == "lobpcg"
-    return (lobpcg if converges else power_iteration)(operator, start, budget)
 
 
 @register
@@ -85,11 +70,10 @@ class LocalLayerwiseBound(LocalBound):
             return state, LayerRecord(global_sigma, None)
         seam, shape = network.hidden_layers()[k]
         operator = MaskedOperator(seam, shape, in_masks[k], out_masks[k])
-        power = _solve(operator, tf.cast(start, state.centre.dtype), context.budget)
+        power = masked_norm(operator, tf.cast(start, state.centre.dtype), context.budget)
         if context.capped:
-            sigma = capped_sigmas([power], [global_sigma],
-                                  _LayerMasks([in_masks[k]], [out_masks[k]]), batch,
-                                  isinstance(context.budget, StoppingRule))[0]
+            sigma = capped_sigmas([power], [global_sigma], [in_masks[k]], [out_masks[k]],
+                                  batch, isinstance(context.budget, StoppingRule))[0]
         else:
             sigma = tf.minimum(tf.cast(power.sigma, tf.float32), global_sigma)
         if context.capped:  # the ball fed forward never rests on an estimate's last digits
