@@ -66,6 +66,11 @@ def test_compile_metrics_survive_saving(tmp_path):
     assert got["accuracy"] == pytest.approx(expected["accuracy"])
 
 
+def test_a_name_in_both_metric_lists_is_refused():
+    with pytest.raises(ValueError, match="taken"):
+        make_model().compile("adam", metrics=["accuracy"], weighted_metrics=["accuracy"])
+
+
 def test_an_uncompiled_model_loads_uncompiled(tmp_path):
     model = make_model()
     model.save(tmp_path / "model.keras")

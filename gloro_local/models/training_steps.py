@@ -37,8 +37,8 @@ class TrainingSteps:
         latter weighted by ``sample_weight``) are updated with the class ids and
         [z, bottom], next to the robust metrics (``user_metrics``)."""
         self.user_metrics = user_metrics(metrics)
-        self.weighted_user_metrics = user_metrics(weighted_metrics)
-        user_metrics(list(metrics or []) + list(weighted_metrics or []))  # distinct names
+        self.weighted_user_metrics = user_metrics(
+            weighted_metrics, taken=[m.name for m in self.user_metrics])
         self.robust_loss = get_loss(loss)
         self.robust_metrics = RobustMetrics(lipschitz=get_bound(self.bound).uses_norms)
         self.loss_mean = keras.metrics.Mean(name="loss")

@@ -6,7 +6,7 @@ from gloro_local.training.metrics import RobustMetrics
 RESERVED = ("loss", *RobustMetrics.NAMES)
 
 
-def user_metrics(metrics):
+def user_metrics(metrics, taken=()):
     """Keras metric objects for ``compile(metrics=...)``, updated with (labels, [z, bottom]).
 
     Each metric sees the integer class ids and ``model(x)``'s output: the K logits and
@@ -15,7 +15,8 @@ def user_metrics(metrics):
     estimate; 'accuracy' / 'acc' mean ``SparseCategoricalAccuracy`` (labels are class
     ids). Strings, metric instances and functions ``fn(y_true, y_pred)`` are accepted;
     ValueError for a dict or nested list (the model has one output) and for a name the
-    robust metrics already use.
+    robust metrics already use, that another metric of the list uses or that is in
+    ``taken`` (the names of metrics made before, e.g. the unweighted ones).
     """
     if metrics is None:
         return []
@@ -24,10 +25,10 @@ def user_metrics(metrics):
                          f"metrics={metrics!r}")
     made = [_metric(m) for m in metrics]
     names = [m.name for m in made]
-    clash = sorted({n for n in names if n in RESERVED or names.count(n) > 1})
+    clash = sorted({n for n in names if n in RESERVED or n in taken or names.count(n) > 1})
     if clash:
         raise ValueError(f"metric names {clash} are taken (by the robust metrics "
-                         f"{list(RESERVED)} or twice in the list). Received: "
+                         f"{list(RESERVED)}, or by another user metric). Received: "
                          f"metrics={metrics!r}")
     return made
 
