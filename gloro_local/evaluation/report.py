@@ -11,12 +11,12 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from gloro_local.attacks import pgd_l2, pgd_linf
-from gloro_local.bounds import StoppingRule, bound_pass, certificate_globals, check_epsilon
+from gloro_local.bounds import StoppingRule, bound_pass, certificate_globals
 from gloro_local.evaluation.lower_bound import LipschitzGap, lipschitz_gap
 from gloro_local.layers import ActivationSeam
 from gloro_local.models import Certificate, LinfCertifiedNet
 from gloro_local.models.certified_radius import certified_radius_checked, check_search
-from gloro_local.models.certify import certify_checked, check_inputs
+from gloro_local.models.certify import certificate_epsilon, certify_checked, check_inputs
 
 RADIUS_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 ATTACKS = {"l2": pgd_l2, "linf": pgd_linf}
@@ -175,8 +175,7 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
     if isinstance(model, LinfCertifiedNet):
         return evaluate_linf(model, data, epsilon, pgd_steps=pgd_steps, restarts=restarts,
                              batch_size=batch_size, clip=clip, progress=progress, seed=seed)
-    epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
-                                  else epsilon).numpy())
+    epsilon = certificate_epsilon(model, epsilon)
     rule = StoppingRule(int(max_iterations), tol).check()
     check_search("local", radius_rtol, 1)
     seed = model.seed if seed is None else int(seed)
@@ -269,8 +268,7 @@ def evaluate_linf(model, data, epsilon=None, pgd_steps=100, restarts=1, batch_si
     Raises:
         ValueError for data with no example, bad inputs, labels, epsilon or relaxations.
     """
-    epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
-                                  else epsilon).numpy())
+    epsilon = certificate_epsilon(model, epsilon)
     seed = model.seed if seed is None else int(seed)
     x, y = check_inputs(model, *_arrays(data))
     seconds = {}

@@ -67,7 +67,7 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
         ValueError for bad inputs, labels, epsilon or budget; FloatingPointError for a
         NaN or Inf in a weight or a bound.
     """
-    epsilon = _epsilon(model, epsilon)
+    epsilon = certificate_epsilon(model, epsilon)
     seed = model.seed if seed is None else int(seed)
     rule = StoppingRule(int(max_iterations), tol, solver).check()
     local_bound(radius)
@@ -77,9 +77,24 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
                            radius)
 
 
-def _epsilon(model, epsilon):
+def certificate_epsilon(model, epsilon):
+    """The radius to certify at, a validated float: ``epsilon``, or the model's."""
     return float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
                                else epsilon).numpy())
+
+
+def over_batches(x, y, batch_size, progress, certify_batch):
+    """The fields of ``certify_batch(x_batch, y_batch, begin)`` (dicts of per-sample
+    arrays) over consecutive batches of ``x`` (and ``y``, or None), concatenated; an
+    empty ``x`` is one empty batch. ``progress``: show a bar (None: when there is more
+    than one batch)."""
+    parts = []
+    batches = range(0, max(x.shape[0], 1), batch_size)
+    show = progress if progress is not None else len(batches) > 1
+    for begin in tqdm(batches, desc="certify", disable=not show, unit="batch"):
+        labels = None if y is None else y[begin:begin + batch_size]
+        parts.append(certify_batch(x[begin:begin + batch_size], labels, begin))
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def certify_checked(model, x, y, epsilon, globals_, rule, attack_steps=20,
@@ -90,16 +105,9 @@ def certify_checked(model, x, y, epsilon, globals_, rule, attack_steps=20,
     passes = {"global": bound_pass(model.network, "global"),
               "local": bound_pass(model.network, local_bound(radius), model.local_layers,
                                   rule, seed)}
-    parts = []
-    batches = range(0, max(x.shape[0], 1), batch_size)  # an empty x: one empty batch
-    show = progress if progress is not None else len(batches) > 1
-    for begin in tqdm(batches, desc="certify", disable=not show, unit="batch"):
-        labels = None if y is None else y[begin:begin + batch_size]
-        parts.append(_certify_batch(model, passes, x[begin:begin + batch_size], labels,
-                                    epsilon, globals_,
-                                    attack_steps if cheap_stages else 0, cheap_stages,
-                                    seed + begin))
-    fields = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    fields = over_batches(x, y, batch_size, progress, lambda xb, yb, begin: _certify_batch(
+        model, passes, xb, yb, epsilon, globals_, attack_steps if cheap_stages else 0,
+        cheap_stages, seed + begin))
     return Certificate(epsilon=epsilon, global_lipschitz=np.full(
         x.shape[0], np.prod(globals_.sigmas), np.float32), **fields)
 

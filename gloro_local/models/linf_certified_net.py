@@ -57,7 +57,6 @@ class LinfCertifiedNet(TrainingSteps, CertifiedModel, keras.Model):
         self.store = None
         self.lam_sparse = 0.0
         self.lam_theta = 0.0
-        self.training_dtype = tf.float32
         self.built = True
 
     @property
@@ -73,7 +72,6 @@ class LinfCertifiedNet(TrainingSteps, CertifiedModel, keras.Model):
         """The bound pass of ``relaxation`` at the current epsilon (``Margins``); in
         training mixed with IBP by ``beta`` and with fresh 'optimized' start slopes."""
         x = self.network.check_input(x)
-        x = tf.cast(x, tf.float32)
         options = dict(beta=self.mixing.beta if training else 1.0, eta=self.eta,
                        seed=None if training else self.seed)
         return compute_margins(self.network, x, tf.cast(self.state.epsilon, tf.float32),

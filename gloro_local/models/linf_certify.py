@@ -1,12 +1,12 @@
 """Certification of a LinfCertifiedNet: IBP, then PGD, then the linear relaxations."""
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from gloro_local.attacks import pgd_linf
-from gloro_local.bounds import check_epsilon, compute_margins
+from gloro_local.bounds import compute_margins
 from gloro_local.models.certificate import Certificate
-from gloro_local.models.certify import finite_or_raise, first_reasons
+from gloro_local.models.certify import (certificate_epsilon, finite_or_raise, first_reasons,
+                                        over_batches)
 from gloro_local.models.inputs import check_inputs
 
 STAGES = ("ibp", "crown_ibp", "optimized")
@@ -66,19 +66,12 @@ def certify_linf(model, x, y=None, epsilon=None, relaxations=STAGES, attack_step
     if not relaxations or unknown:
         raise ValueError(f"relaxations must be a non-empty list from {STAGES}. Received: "
                          f"relaxations={relaxations!r}")
-    epsilon = float(check_epsilon(float(model.epsilon.numpy()) if epsilon is None
-                                  else epsilon).numpy())
+    epsilon = certificate_epsilon(model, epsilon)
     seed = model.seed if seed is None else int(seed)
     x, y = check_inputs(model, x, y)
     passes = [(name, linf_pass(model, name, seed)) for name in relaxations]
-    parts = []
-    batches = range(0, max(x.shape[0], 1), batch_size)
-    show = progress if progress is not None else len(batches) > 1
-    for begin in tqdm(batches, desc="certify", disable=not show, unit="batch"):
-        labels = None if y is None else y[begin:begin + batch_size]
-        parts.append(_certify_batch(model, passes, x[begin:begin + batch_size], labels,
-                                    epsilon, attack_steps, seed + begin))
-    fields = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    fields = over_batches(x, y, batch_size, progress, lambda xb, yb, begin: _certify_batch(
+        model, passes, xb, yb, epsilon, attack_steps, seed + begin))
     nan = np.full(x.shape[0], np.nan, np.float32)
     return Certificate(epsilon=epsilon, lipschitz=nan, global_lipschitz=nan.copy(),
                        iterations=np.zeros((x.shape[0], 0), np.int32), **fields)
@@ -86,20 +79,21 @@ def certify_linf(model, x, y=None, epsilon=None, relaxations=STAGES, attack_step
 
 def _certify_batch(model, passes, x, y, epsilon, attack_steps, seed):
     logits, prediction, reason, bound, margin = first_reasons(model, x, y)
-    for stage, (name, run) in enumerate(passes):
-        if stage == 1 and attack_steps:
-            _attack(model, x, prediction, reason, epsilon, attack_steps, seed)
+
+    def decide(name, run):
         rows = np.flatnonzero(reason == "bound too loose")
-        if not rows.size:
-            break
-        _, bottom = run(x[rows], epsilon, prediction[rows])
-        bottom = finite_or_raise(bottom, "bound")
-        top = logits[rows, prediction[rows]]
-        margin[rows] = top - bottom
-        bound[rows] = name
-        reason[rows[top > bottom]] = name
-    if len(passes) == 1 and attack_steps:
+        if rows.size:
+            bottom = finite_or_raise(run(x[rows], epsilon, prediction[rows])[1], "bound")
+            top = logits[rows, prediction[rows]]
+            margin[rows] = top - bottom
+            bound[rows] = name
+            reason[rows[top > bottom]] = name
+
+    decide(*passes[0])
+    if attack_steps:
         _attack(model, x, prediction, reason, epsilon, attack_steps, seed)
+    for name, run in passes[1:]:
+        decide(name, run)
     certified = np.isin(reason, [name for name, _ in passes])
     return dict(prediction=prediction, certified=certified, reason=reason.astype(str),
                 bound=bound.astype(str), margin=margin)
