@@ -99,14 +99,20 @@ class LinearSeam(abc.ABC):
         """A x + b."""
         return self.add_bias(self.linear(x))
 
+    def box(self, lo, hi):
+        """The image of the box [lo, hi]: (c' - rad', c' + rad') with c' = A c + b and
+        rad' = |A| rad, c and rad the box's midpoint and half-width (exact per unit)."""
+        mid = self.affine((lo + hi) / 2.0)
+        rad = self.abs_linear((hi - lo) / 2.0)
+        return mid - rad, mid + rad
+
     def propagate(self, state, lipschitz):
         """Pushes ``state`` through the layer; ``lipschitz`` is ||A||_2 (a scalar)."""
-        box_mid = self.affine((state.lo + state.hi) / 2.0)
-        box_rad = self.abs_linear((state.hi - state.lo) / 2.0)
+        box_lo, box_hi = self.box(state.lo, state.hi)
         centre = self.affine(state.centre)
         ball_rad = per_sample(state.radius, centre) * cast_like(self.row_norms(), centre)
-        lo = tf.maximum(box_mid - box_rad, centre - ball_rad)
-        hi = tf.minimum(box_mid + box_rad, centre + ball_rad)
+        lo = tf.maximum(box_lo, centre - ball_rad)
+        hi = tf.minimum(box_hi, centre + ball_rad)
         return BoundState(centre, lo, hi, state.radius * cast_like(lipschitz, centre))
 
 

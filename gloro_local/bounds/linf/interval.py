@@ -69,9 +69,7 @@ def ibp(network, x, epsilon, clip=None):
     pre_activation = []
     for seam in network.seams[:-1]:
         if isinstance(seam, LinearSeam):
-            mid = seam.affine((lo + hi) / 2.0)
-            rad = seam.abs_linear((hi - lo) / 2.0)
-            lo, hi = mid - rad, mid + rad
+            lo, hi = seam.box(lo, hi)
         elif isinstance(seam, ActivationSeam):
             pre_activation.append((lo, hi))
             lo, hi = seam.bound_box(lo, hi)

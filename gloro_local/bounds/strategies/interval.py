@@ -52,9 +52,8 @@ class IntervalBound(Bound):
         return initial_box_ball(x, epsilon)
 
     def linear_step(self, seam, state, layer_norm):
-        mid = seam.affine((state.lo + state.hi) / 2.0)
-        rad = seam.abs_linear((state.hi - state.lo) / 2.0)
-        return state._replace(centre=seam.affine(state.centre), lo=mid - rad, hi=mid + rad)
+        lo, hi = seam.box(state.lo, state.hi)
+        return state._replace(centre=seam.affine(state.centre), lo=lo, hi=hi)
 
     def lower_bounds(self, network, propagation, epsilon, reference, spec, context):
         """m (B, K): lower bounds of spec . z over the ball (this bound: IBP)."""
