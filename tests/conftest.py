@@ -58,3 +58,20 @@ def tight_rule():
     """A stopping rule tight enough for comparisons with exact norms at rtol 1e-4/1e-5."""
     from gloro_local.bounds import StoppingRule
     return StoppingRule(max_iterations=10000, tol=1e-6)
+
+
+def dense_mnist_model(widths, examples):
+    """A LocalGloroNet at eps 0.3 of Flatten, Dense(widths[0]), ReLUTheta, Dense(widths[1]),
+    ReLU, Dense(10), trained one epoch (Adam 2e-3, batch 128, seed 7) on ``examples``
+    shuffled images of the embedded MNIST sample."""
+    import gloro_local as gl
+    from gloro_local.layers import Dense, Flatten, ReLU, ReLUTheta
+    keras.utils.set_random_seed(7)
+    x, y = gl.data.load_numpy("mnist", "train")
+    order = np.random.default_rng(0).permutation(len(y))[:examples]
+    f = keras.Sequential([keras.Input((28, 28, 1)), Flatten(), Dense(widths[0]), ReLUTheta(),
+                          Dense(widths[1]), ReLU(), Dense(10)])
+    model = gl.LocalGloroNet(f, epsilon=0.3)
+    model.compile(keras.optimizers.Adam(2e-3), loss="crossentropy")
+    model.fit(x[order], y[order], batch_size=128, epochs=1, verbose=0)
+    return model

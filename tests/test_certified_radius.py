@@ -14,12 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import disc_offsets, sectors
+from conftest import dense_mnist_model, disc_offsets, sectors
 import gloro_local as gl
 from gloro_local import LocalGloroNet
 from gloro_local.bounds import bound_pass, certificate_globals
 from gloro_local.evaluation import certify, pgd_l2
-from gloro_local.layers import Dense, Flatten, ReLU, ReLUTheta
+from gloro_local.layers import Dense, ReLU
 from gloro_local.models.certified_radius import certified_radius, search_radius
 
 RTOL = 1e-2
@@ -149,14 +149,7 @@ def test_gloro_closed_form_is_where_the_gloro_bound_pass_flips(planar):
 
 
 def test_mnist_radius_is_certified_by_certify_and_refused_above():
-    keras.utils.set_random_seed(7)
-    x, y = gl.data.load_numpy("mnist", "train")  # the embedded sample
-    order = np.random.default_rng(0).permutation(len(y))[:1500]
-    f = keras.Sequential([keras.Input((28, 28, 1)), Flatten(), Dense(48), ReLUTheta(),
-                          Dense(24), ReLU(), Dense(10)])
-    model = LocalGloroNet(f, epsilon=0.3)
-    model.compile(keras.optimizers.Adam(2e-3), loss="crossentropy")
-    model.fit(x[order], y[order], batch_size=128, epochs=1, verbose=0)
+    model = dense_mnist_model((48, 24), 1500)
     xt, yt = gl.data.load_numpy("mnist", "test", limit=10)
     radius = model.certified_radius(xt, yt, rtol=RTOL).astype(np.float64)
     np.testing.assert_array_equal(radius, certified_radius(model, xt, yt, rtol=RTOL))

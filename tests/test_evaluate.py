@@ -6,14 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import dense_mnist_model
 import gloro_local as gl
-from gloro_local import LocalGloroNet
-from gloro_local.layers import Dense, Flatten, ReLU, ReLUTheta
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "evaluate.py"
@@ -22,14 +20,7 @@ SCRIPT = REPO / "examples" / "evaluate.py"
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """(model, path): a small dense model trained one epoch at eps 0.3, saved as .keras."""
-    keras.utils.set_random_seed(7)
-    x, y = gl.data.load_numpy("mnist", "train")  # the embedded sample
-    order = np.random.default_rng(0).permutation(len(y))[:2500]
-    f = keras.Sequential([keras.Input((28, 28, 1)), Flatten(), Dense(64), ReLUTheta(),
-                          Dense(32), ReLU(), Dense(10)])
-    model = LocalGloroNet(f, epsilon=0.3)
-    model.compile(keras.optimizers.Adam(2e-3), loss="crossentropy")
-    model.fit(x[order], y[order], batch_size=128, epochs=1, verbose=0)
+    model = dense_mnist_model((64, 32), 2500)
     path = tmp_path_factory.mktemp("model") / "small.keras"
     model.save(path)
     return model, path

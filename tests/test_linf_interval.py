@@ -9,7 +9,7 @@ from gloro_local.bounds import SeamNetwork, propagate
 from gloro_local.bounds.linf import ibp, ibp_margin_lower_bounds
 from gloro_local.layers import (ActivationSeam, BoundState, ClippedMaxMin, Conv2D, Dense, Flatten,
                                 LinearSeam, MaxMin, ReLU, ReLUTheta)
-from test_soundness import bias
+from test_soundness import bias, randomize_thresholds
 
 HUGE, TOL = 1e6, 1e-5
 
@@ -32,15 +32,6 @@ ONE_D = {  # networks on 1-D inputs, where the l2 ball at the input is the box
     "one-d-all": lambda: [Dense(8, **bias()), MaxMin(), Dense(8, **bias()), ClippedMaxMin(),
                           Dense(8, **bias()), ReLUTheta(), Dense(3)],
 }
-
-
-def randomize_thresholds(f, rng):
-    for layer in f.layers:
-        if isinstance(layer, ReLUTheta):
-            layer.theta.assign(rng.uniform(0.02, 1.5, layer.theta.shape))
-        if isinstance(layer, ClippedMaxMin):
-            layer.upper.assign(rng.uniform(-0.2, 1.2, layer.upper.shape))
-            layer.lower.assign(rng.uniform(-1.2, 0.2, layer.lower.shape))
 
 
 def build(input_shape, make_layers, batch=4, seed=0):
