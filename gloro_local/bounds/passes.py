@@ -15,18 +15,28 @@ from gloro_local.bounds.start_vectors import warm_start
 from gloro_local.bounds.strategies import get_bound
 
 DTYPE = tf.float32
-RADII = {"global": "local", "layerwise": "local_layerwise"}
+RADII = ("global", "layerwise")
+BOXES = ("interval", "relaxation")
+LOCAL_BOUNDS = {("global", "interval"): "local",
+                ("layerwise", "interval"): "local_layerwise",
+                ("global", "relaxation"): "local_relaxed",
+                ("layerwise", "relaxation"): "local_layerwise_relaxed"}
 
 
-def local_bound(radius):
-    """The local bound of a ball ``radius`` rule: 'global' (the paper's: the ball entering
-    layer l has radius eps * prod_{k<l} ||W_k||) -> 'local'; 'layerwise' (radius
-    eps * prod_{k<l} sigma_k(x), the masked norms of the layers before it) ->
-    'local_layerwise'. ValueError for any other rule."""
+def local_bound(radius, boxes="interval"):
+    """The local bound of a ball ``radius`` rule and a ``boxes`` rule.
+
+    radius: 'global' (the paper's: the ball entering layer l has radius
+    eps * prod_{k<l} ||W_k||) or 'layerwise' (eps * prod_{k<l} sigma_k(x), the masked
+    norms of the layers before it). boxes: 'interval' (the paper's box-and-ball walk) or
+    'relaxation' (CROWN pre-activation bounds closed in l2, intersected with it).
+    Returns 'local', 'local_layerwise', 'local_relaxed' or 'local_layerwise_relaxed';
+    ValueError for any other rule."""
     if radius not in RADII:
-        raise ValueError(f"radius must be one of {tuple(RADII)}. Received: "
-                         f"radius={radius!r}")
-    return RADII[radius]
+        raise ValueError(f"radius must be one of {RADII}. Received: radius={radius!r}")
+    if boxes not in BOXES:
+        raise ValueError(f"boxes must be one of {BOXES}. Received: boxes={boxes!r}")
+    return LOCAL_BOUNDS[(radius, boxes)]
 
 
 def bound_pass(network, bound, local_layers=(), rule=StoppingRule(), seed=0):

@@ -53,7 +53,9 @@ def walk(network, bound, x, epsilon, layer_norms, box_gradient=True, context=Non
     output needs no row. A pairwise activation (MaxMin) ends the row mask. Both masks of
     hidden linear layer k are final when the walk reaches the next linear layer (or the
     logit layer): there it calls ``bound.before_linear(network, k, state, in_masks,
-    out_masks, context)``, whose state goes on and whose record is kept.
+    out_masks, context)``, whose state goes on and whose record is kept. After every
+    hidden linear layer's own step the bound may tighten its output box
+    (``bound.after_linear``) before the activations see it.
 
     Args:
         network: a ``SeamNetwork``.
@@ -85,7 +87,7 @@ def walk(network, bound, x, epsilon, layer_norms, box_gradient=True, context=Non
 
     mask = None
     rows_open = False
-    for seam in network.seams[:-1]:
+    for index, seam in enumerate(network.seams[:-1]):
         if isinstance(seam, LinearSeam):
             if in_masks:
                 state = finish_layer(state)
@@ -96,6 +98,7 @@ def walk(network, bound, x, epsilon, layer_norms, box_gradient=True, context=Non
                                        hi=tf.stop_gradient(state.hi))
             norm = layer_norms[len(in_masks) - 1] if bound.uses_norms else None
             state = bound.linear_step(seam, state, norm)
+            state = bound.after_linear(network, index, state, activations, epsilon, context)
             mask, rows_open, linear_shape = None, True, tf.shape(state.centre)
             continue
         if isinstance(seam, ActivationSeam):

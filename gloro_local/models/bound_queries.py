@@ -16,7 +16,7 @@ class BoundQueries:
         return certify(self, x, y, **kwargs)
 
     def lipschitz_bounds(self, x, converge=False, tol=1e-4, max_iterations=2000,
-                         batch_size=256, radius="global"):
+                         batch_size=256, radius="global", boxes="interval"):
         """Per-sample bounds of the hidden layers' Lipschitz product at ``model.epsilon``.
 
         Returns a dict of numpy arrays: 'local' (B,) prod_l sigma_l(x) with masked norms,
@@ -34,9 +34,10 @@ class BoundQueries:
 
         ``radius='layerwise'`` gives the numbers of 'local_layerwise' (the ball entering
         each layer has the local radius of the layers before it; ``local_bound``) in
-        place of the paper's 'global' radius.
+        place of the paper's 'global' radius; ``boxes='relaxation'`` those of the bounds
+        whose boxes are also intersected with CROWN's l2 bounds.
         """
-        bound = local_bound(radius)
+        bound = local_bound(radius, boxes)
         x, _ = check_inputs(self, x)
         if converge:
             globals_ = certificate_globals(self.network, self.seed)

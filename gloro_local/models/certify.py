@@ -20,7 +20,7 @@ def finite_or_raise(values, what):
 
 def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attack_steps=20,
             cheap_stages=True, batch_size=256, progress=None, seed=None, solver="lobpcg",
-            radius="global"):
+            radius="global", boxes="interval"):
     """Certifies each sample of ``x`` against l2 perturbations of size ``epsilon``.
 
     Every global norm is a sound upper bound (``sound_global_norms``), computed once from
@@ -41,7 +41,11 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
     hidden layer l has the local radius eps * prod_{k<l} sigma_k(x) (each sigma_k the
     capped, converged norm the certificate uses) instead of eps * prod_{k<l} ||W_k||, so
     its boxes, masks and masked norms are at most those of 'local' and it certifies a
-    superset of the points.
+    superset of the points. With ``boxes='relaxation'`` the local stage also tightens the
+    output box of every hidden layer after the first with CROWN's backward pass closed in
+    l2, intersected with the box and ball ('local_relaxed' / 'local_layerwise_relaxed';
+    layers whose pass would cost more than ``RelaxationBoxes.max_work`` keep their box):
+    again never looser, so again a superset.
 
     The one assumption: a local (masked, per-sample) norm is an iterative estimate (the
     norm of the final unit vector through the masked operator, so never above the exact
@@ -59,6 +63,8 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
         seed: seed of the start vectors and of PGD (default ``model.seed``).
         radius: the ball radius of the local stage's boxes, 'global' (the paper's) or
             'layerwise' (``local_bound``).
+        boxes: the local stage's boxes, 'interval' (the paper's box and ball) or
+            'relaxation' (also intersected with CROWN's l2 bounds; ``local_bound``).
 
     Returns:
         a ``Certificate``.
@@ -70,11 +76,11 @@ def certify(model, x, y=None, epsilon=None, tol=1e-4, max_iterations=2000, attac
     epsilon = certificate_epsilon(model, epsilon)
     seed = model.seed if seed is None else int(seed)
     rule = StoppingRule(int(max_iterations), tol, solver).check()
-    local_bound(radius)
+    local = local_bound(radius, boxes)
     x, y = check_inputs(model, x, y)
     return certify_checked(model, x, y, epsilon, certificate_globals(model.network, seed),
                            rule, attack_steps, cheap_stages, batch_size, progress, seed,
-                           radius)
+                           local)
 
 
 def certificate_epsilon(model, epsilon):
@@ -99,12 +105,12 @@ def over_batches(x, y, batch_size, progress, certify_batch):
 
 def certify_checked(model, x, y, epsilon, globals_, rule, attack_steps=20,
                     cheap_stages=True, batch_size=256, progress=None, seed=0,
-                    radius="global"):
+                    local="local"):
     """``certify`` on validated arrays with the ``CertificateGlobals`` already computed
-    (``evaluate`` shares them between its stages)."""
+    (``evaluate`` shares them between its stages); ``local`` is the local stage's bound
+    (``local_bound``)."""
     passes = {"global": bound_pass(model.network, "global"),
-              "local": bound_pass(model.network, local_bound(radius), model.local_layers,
-                                  rule, seed)}
+              "local": bound_pass(model.network, local, model.local_layers, rule, seed)}
     fields = over_batches(x, y, batch_size, progress, lambda xb, yb, begin: _certify_batch(
         model, passes, xb, yb, epsilon, globals_, attack_steps if cheap_stages else 0,
         cheap_stages, seed + begin))

@@ -6,10 +6,13 @@ from gloro_local.bounds.strategies.global_bound import GlobalBound
 from gloro_local.bounds.strategies.gloro import GloroBound
 from gloro_local.bounds.strategies.local import LocalBound, capped_sigmas
 from gloro_local.bounds.strategies.local_layerwise import LocalLayerwiseBound
+from gloro_local.bounds.strategies.relaxation_boxes import (LocalLayerwiseRelaxedBound,
+                                                            LocalRelaxedBound)
 from gloro_local.bounds.strategies.interval import IntervalBound
 from gloro_local.bounds.strategies.crown_ibp import CrownIBPBound, CrownIBPL2Bound
 from gloro_local.bounds.strategies.optimized import OptimizedBound
 
 __all__ = ["Bound", "BoundContext", "CrownIBPBound", "CrownIBPL2Bound", "GlobalBound",
-           "GloroBound", "IntervalBound", "LocalBound", "LocalLayerwiseBound", "Margins",
+           "GloroBound", "IntervalBound", "LocalBound", "LocalLayerwiseBound",
+           "LocalLayerwiseRelaxedBound", "LocalRelaxedBound", "Margins",
            "OptimizedBound", "bound_names", "capped_sigmas", "get_bound", "register"]

@@ -6,7 +6,9 @@ linear layer (``linear_step``), activation (``activation_step``) and reshape
 (``shape_step``), and finally turns what the walk found into worst-case logits
 (``logit_step``). Just before every hidden linear layer after the first, and before the
 logit layer, the walk hands the bound the final masks of the hidden layer before it
-(``before_linear``), so that a bound may rescale the ball with what they tell. A new
+(``before_linear``), so that a bound may rescale the ball with what they tell, and after
+every hidden linear layer's step it may tighten that layer's output box
+(``after_linear``). A new
 bound is one new module: a subclass registered with ``@register``; nothing else in the
 package changes.
 """
@@ -117,6 +119,14 @@ class Bound(abc.ABC):
             (state, record); the default keeps the state and records None.
         """
         return state, None
+
+    def after_linear(self, network, index, state, activations, epsilon, context):
+        """The state after hidden linear seam ``index`` (``network.seams[index]``), given
+        its ``linear_step`` result ``state``, the ``ActivationBox``es of the activations
+        before it, the walk's ``epsilon`` and ``context``; the default keeps ``state``.
+        A bound may only tighten the box: it must still enclose every output reachable
+        in the ball."""
+        return state
 
     @abc.abstractmethod
     def logit_step(self, network, propagation, epsilon, reference, context):
