@@ -259,3 +259,18 @@ def test_training_with_relaxation_boxes():
     assert all(np.any(w.numpy() != b) for w, b in zip(f.trainable_weights, before))
     assert all(np.any(t.numpy() != 0) for t in store.tables if t is not None)
     assert get_bound("local_layerwise_relaxed").per_sample_norms
+
+
+def test_evaluate_certifies_with_the_chosen_local_bound(mnist_model):  # noqa: F811
+    model, x, y = mnist_model
+    paper = gl.evaluate(model, (x, y), pgd_steps=5, lower_bound_points=0, radius_points=0,
+                        progress=False)
+    tighter = gl.evaluate(model, (x, y), pgd_steps=5, lower_bound_points=0,
+                          radius_points=0, progress=False, radius="layerwise",
+                          boxes="relaxation")
+    assert paper.summary["local_bound"] == "local"
+    assert tighter.summary["local_bound"] == "local_layerwise_relaxed"
+    assert np.all(tighter.certificate.certified[paper.certificate.certified])
+    assert np.all(tighter.local_lipschitz <= paper.local_lipschitz * (1 + RTOL))
+    with pytest.raises(ValueError, match="boxes must be one of"):
+        gl.evaluate(model, (x, y), boxes="crown", progress=False)

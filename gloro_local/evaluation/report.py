@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from gloro_local.attacks import pgd_l2, pgd_linf
 from gloro_local.bounds import StoppingRule, bound_pass, certificate_globals
+from gloro_local.bounds.passes import local_bound
 from gloro_local.evaluation.lower_bound import LipschitzGap, lipschitz_gap
 from gloro_local.layers import ActivationSeam
 from gloro_local.models import Certificate, LinfCertifiedNet
@@ -145,7 +146,7 @@ def _logits(classifier, x, batch_size):
 def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
              max_iterations=2000, batch_size=256, lower_bound_points=100,
              clip=(0.0, 1.0), progress=True, seed=None, bound_points=None, global_bound=True,
-             radius_points=100, radius_rtol=1e-2):
+             radius_points=100, radius_rtol=1e-2, radius="global", boxes="interval"):
     """Evaluates ``model`` on labelled ``data`` at radius ``epsilon`` (default
     ``model.epsilon``). Stages, each timed; the sound global norms and top singular
     vectors (``certificate_globals``) are computed once and shared by every stage:
@@ -161,7 +162,10 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
     ``certified_radius`` with the 'local' bound (the largest eps that ``certify`` would
     certify, to a relative ``radius_rtol``; 0 for wrong and tied points) on the first
     ``radius_points`` points (None: every point; 0 skips it): summary['radius'] holds
-    its mean, median, quantiles and values.
+    its mean, median, quantiles and values. ``radius`` and ``boxes`` choose the local bound
+    of the certify and local-bounds stages as ``certify`` does (``local_bound``; default
+    the paper's 'local'); summary['local_bound'] names it. The certified radius always
+    searches the paper's 'local' bound.
 
     A ``LinfCertifiedNet`` is evaluated by ``evaluate_linf`` (PGD-linf, ``model.certify``
     with all its relaxations; the l2 stages are skipped with a note in the summary).
@@ -178,6 +182,7 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
     epsilon = certificate_epsilon(model, epsilon)
     rule = StoppingRule(int(max_iterations), tol).check()
     check_search("local", radius_rtol, 1)
+    local_name = local_bound(radius, boxes)
     seed = model.seed if seed is None else int(seed)
     x, y = check_inputs(model, *_arrays(data))
     n, seconds = x.shape[0], {}
@@ -191,7 +196,8 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
                               progress, seed)
     with _timed(seconds, "certify"):
         certificate = certify_checked(model, x, y, epsilon, globals_, rule,
-                                      batch_size=batch_size, progress=progress, seed=seed)
+                                      batch_size=batch_size, progress=progress, seed=seed,
+                                      local=local_name)
     vra_global = None
     if global_bound:
         with _timed(seconds, "global bound"):
@@ -204,8 +210,8 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
     local = None
     if m:
         with _timed(seconds, "local bounds"):
-            local = _per_batch(bound_pass(model.network, "local", model.local_layers, rule,
-                                          seed), x[:m], epsilon, globals_,
+            local = _per_batch(bound_pass(model.network, local_name, model.local_layers,
+                                          rule, seed), x[:m], epsilon, globals_,
                                prediction[:m], batch_size, "local bounds", progress)
     gap = None
     if lower_bound_points:
@@ -223,7 +229,7 @@ def evaluate(model, data, epsilon=None, pgd_steps=100, restarts=1, tol=1e-4,
             [radius, np.full(n - r, np.nan, np.float32)]))
     global_lipschitz = certificate.global_lipschitz
     summary = dict(
-        norm="l2", points=int(n), epsilon=epsilon,
+        norm="l2", points=int(n), epsilon=epsilon, local_bound=local_name,
         clean_accuracy=float(correct.mean()), pgd_accuracy=pgd,
         vra_local=certificate.certified_accuracy(y), vra_global=vra_global,
         reasons=certificate.counts(), mean_global_bound=float(global_lipschitz.mean()),
