@@ -274,3 +274,30 @@ def test_evaluate_certifies_with_the_chosen_local_bound(mnist_model):  # noqa: F
     assert np.all(tighter.local_lipschitz <= paper.local_lipschitz * (1 + RTOL))
     with pytest.raises(ValueError, match="boxes must be one of"):
         gl.evaluate(model, (x, y), boxes="crown", progress=False)
+
+
+def test_tighter_bounds_benchmark(mnist_model, tmp_path):  # noqa: F811
+    """benchmarks/tighter_bounds.py on a saved model: every way is at most the paper's
+    bound on every point, certifies at least as much, and the relaxation's cost is
+    reported for the hidden layer after the first."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tighter_bounds.py"
+    spec = importlib.util.spec_from_file_location("tighter_bounds", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    model, _, _ = mnist_model
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "out.json"
+    benchmark.main(["--model", str(tmp_path / "m.keras"), "--points", "24",
+                    "--batch_size", "12", "--epsilons", "0.3", "--output", str(out)])
+    result = json.loads(out.read_text())
+    row = result["eps"]["0.3"]
+    assert set(row) == {"paper", "layerwise", "relaxation", "both"}
+    for way in row.values():
+        assert way["ratio"]["max"] <= 1 + RTOL
+        assert way["certified_accuracy"] >= row["paper"]["certified_accuracy"]
+        assert len(way["constant"]) == 2
+    assert len(result["relaxation_ms_per_point"]) == 1  # hidden layers after the first
+    assert all(ms is not None and ms > 0 for ms in result["relaxation_ms_per_point"].values())
