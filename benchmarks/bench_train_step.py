@@ -9,11 +9,18 @@ Variants (all with ``--iterations`` power iterations, default 2: the paper's set
   local_bf16   the same with training_dtype='bfloat16'
   local_nobox  float32 with box_gradient=False
   local_fast   bfloat16 with box_gradient=False (the fastest documented configuration)
+  layerwise    bound='local_layerwise' (layer-wise local radii), float32
+  relaxed      bound='local_relaxed' (relaxation boxes), float32
+  both         bound='local_layerwise_relaxed', float32
+
+``--variants`` picks some (plain and gloro always run); the JSON also gives each
+variant's ratio to 'local' when 'local' ran.
 
 Steps of all variants are timed alternately (round-robin) so machine noise hits each alike;
 the figure is the median. Prints a table, then one line of JSON with the ratios.
 
     python benchmarks/bench_train_step.py [--rounds 8] [--batch 256] [--archs 2C2F,4C3F]
+    python benchmarks/bench_train_step.py --archs 2C2F --variants local,layerwise,relaxed
 """
 import argparse
 import json
@@ -28,6 +35,7 @@ import numpy as np  # noqa: E402
 
 import gloro_local as gl  # noqa: E402
 from gloro_local import architectures  # noqa: E402
+from gloro_local.bounds.strategies import get_bound  # noqa: E402
 
 
 def _plain(arch, seed):
@@ -44,6 +52,9 @@ VARIANTS = {
     "local_bf16": dict(bound="local", training_dtype="bfloat16"),
     "local_nobox": dict(bound="local", box_gradient=False),
     "local_fast": dict(bound="local", training_dtype="bfloat16", box_gradient=False),
+    "layerwise": dict(bound="local_layerwise"),
+    "relaxed": dict(bound="local_relaxed"),
+    "both": dict(bound="local_layerwise_relaxed"),
 }
 
 
@@ -52,7 +63,7 @@ def _robust(arch, seed, iterations, batch, bound, **options):
     model = gl.LocalGloroNet(architectures.get(arch, seed=seed), epsilon=1.58, bound=bound,
                              power_iterations=iterations, **options)
     model.compile(keras.optimizers.Adam(1e-3), loss="crossentropy")
-    if bound == "local":
+    if get_bound(bound).per_sample_norms:
         model.attach_store(batch)
     return model
 
@@ -63,7 +74,7 @@ def _time(step):
     return time.perf_counter() - begin
 
 
-def run(archs, rounds, batch, iterations):
+def run(archs, rounds, batch, iterations, variants):
     rng = np.random.default_rng(0)
     x = rng.random((batch, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, batch)
@@ -71,11 +82,11 @@ def run(archs, rounds, batch, iterations):
     results = {}
     for arch in archs:
         models = {"plain": _plain(arch, 0)}
-        for name, options in VARIANTS.items():
-            models[name] = _robust(arch, 0, iterations, batch, **options)
+        for name in variants:
+            models[name] = _robust(arch, 0, iterations, batch, **VARIANTS[name])
         steps = {
-            name: (lambda m=model, n=name: m.train_on_batch(
-                (x, index) if n.startswith("local") else x, y))
+            name: (lambda m=model: m.train_on_batch(
+                (x, index) if getattr(m, "store", None) is not None else x, y))
             for name, model in models.items()}
         for step in steps.values():
             step()
@@ -94,9 +105,15 @@ def main():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--archs", default="2C2F,4C3F")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = parser.parse_args()
-    results = run(args.archs.split(","), args.rounds, args.batch, args.iterations)
-    names = ["plain", *VARIANTS]
+    variants = ["gloro"] + [v for v in args.variants.split(",") if v and v != "gloro"]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown --variants {unknown}; choose from {list(VARIANTS)}")
+    results = run(args.archs.split(","), args.rounds, args.batch, args.iterations, variants)
+    names = ["plain", *variants]
     print(f"median ms per training step, batch {args.batch}, "
           f"{args.iterations} power iterations (local: stored per-sample vectors)")
     print(f"{'arch':6} " + " ".join(f"{n:>11}" for n in names))
@@ -105,6 +122,9 @@ def main():
         print(f"{arch:6} " + " ".join(f"{ms[n]:11.1f}" for n in names))
         ratios = {f"{n}/gloro": ms[n] / ms["gloro"] for n in names if n != "gloro"}
         ratios["gloro/plain"] = ms["gloro"] / ms["plain"]
+        if "local" in ms:
+            ratios.update({f"{n}/local": ms[n] / ms["local"] for n in names
+                           if n not in ("plain", "gloro", "local")})
         print(f"{'':6} " + " ".join(
             f"{'x gloro':>11}" if n == "gloro" else f"{ms[n] / ms['gloro']:11.2f}"
             for n in names))

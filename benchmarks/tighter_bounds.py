@@ -62,6 +62,9 @@ def arguments(argv=None):
     p.add_argument("--max_work", type=int, default=MAX_WORK,
                    help="the relaxation's per-sample, per-layer limit")
     p.add_argument("--epsilons", default=",".join(f"{e:g}" for e in EPSILONS))
+    p.add_argument("--ways", default=",".join(WAYS),
+                   help="comma-separated subset of paper,layerwise,relaxation,both "
+                        "(paper always runs: the ratios are to it)")
     p.add_argument("--data_dir", default=str(MNIST_DIR) if MNIST_DIR.is_dir() else None,
                    help="MNIST folder (default ../shared/data/mnist when present, else the "
                         "embedded sample)")
@@ -73,6 +76,10 @@ def arguments(argv=None):
     if not args.train_epsilon > 0:
         p.error(f"--train_epsilon must be > 0. Received: {args.train_epsilon}")
     args.epsilons = [float(e) for e in args.epsilons.split(",")]
+    ways = {w.strip() for w in args.ways.split(",") if w.strip()} | {"paper"}
+    if ways - set(WAYS):
+        p.error(f"unknown --ways {sorted(ways - set(WAYS))}; choose from {list(WAYS)}")
+    args.ways = [w for w in WAYS if w in ways]
     return args
 
 
@@ -155,7 +162,7 @@ def main(argv=None):
     results = {}
     for epsilon in args.epsilons:
         row = {}
-        for way in WAYS:
+        for way in args.ways:
             certify_checked(model, x[:8], y[:8], epsilon, globals_, rule, cheap_stages=False,
                             progress=False, local=bounds[way])  # traces the pass
             begin = time.perf_counter()
@@ -172,30 +179,33 @@ def main(argv=None):
                 constant=[float(1 - v) for v in varying.mean(0)],
                 lipschitz_median=float(np.median(lipschitz)), lipschitz=lipschitz)
         paper = row["paper"]["lipschitz"]
-        for way in WAYS:
+        for way in args.ways:
             ratio = row[way]["lipschitz"] / paper
             row[way]["ratio"] = dict(median=float(np.median(ratio)),
                                      p10=float(np.percentile(ratio, 10)),
                                      p90=float(np.percentile(ratio, 90)),
                                      max=float(ratio.max()))
-        for way in WAYS:
+        for way in args.ways:
             row[way].pop("lipschitz")
         results[f"{epsilon:g}"] = row
         print(f"\neps {epsilon:g}")
         print(f"  {'way':<11} {'certified':>9} {'not conv.':>9} {'ms/point':>9} "
               f"{'median L':>9} {'ratio p10 / median / p90':>26}  constant neurons per "
               "activation layer")
-        for way in WAYS:
+        for way in args.ways:
             r = row[way]
             ratio = r["ratio"]
             print(f"  {way:<11} {r['certified_accuracy']:>9.4f} {r['not_converged']:>9d}"
                   f" {r['ms_per_point']:>9.2f} {r['lipschitz_median']:>9.3f} "
                   f"{ratio['p10']:>8.4f} {ratio['median']:>8.4f} {ratio['p90']:>8.4f}  "
                   + " ".join(f"{c:.3f}" for c in r["constant"]), flush=True)
-    cost = relaxation_cost(model, x[:args.batch_size], args.epsilons[0], globals_,
-                           args.max_work)
-    print("\nrelaxation cost, ms per point of its backward passes per layer "
-          f"(batch {min(args.batch_size, len(x))}; None: above max_work {args.max_work:,}):")
+    cost = (relaxation_cost(model, x[:args.batch_size], args.epsilons[0], globals_,
+                            args.max_work)
+            if {"relaxation", "both"} & set(args.ways) else {})
+    if cost:
+        print("\nrelaxation cost, ms per point of its backward passes per layer "
+              f"(batch {min(args.batch_size, len(x))}; skipped: above max_work "
+              f"{args.max_work:,}):")
     for layer, ms in cost.items():
         print(f"  {layer}: {'skipped' if ms is None else f'{ms:.2f} ms'}")
     summary = dict(benchmark="tighter_bounds", points=len(y),
