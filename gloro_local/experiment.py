@@ -21,7 +21,7 @@ from gloro_local.models import LinfCertifiedNet, LocalGloroNet
 from gloro_local.presets import PRESETS
 from gloro_local.training import (BetaSchedule, EpsilonSchedule, KappaSchedule,
                                   LambdaSchedule, LearningRateSchedule,
-                                  WorkerBackupAndRestore, get_loss)
+                                  WorkerBackupAndRestore, get_loss, worker_shard)
 
 RUN_LOG = "run_log.json"
 
@@ -174,12 +174,12 @@ def _check_lr(config):
                          + ", ".join(given))
 
 
-# Checks that involve several fields, with the fields each one reads.
 def _check_strategy(config):
     if config.strategy == "multi_worker":
         multi_worker.read_tf_config()
 
 
+# Checks that involve several fields, with the fields each one reads.
 CROSS_CHECKS = {("eps_warmup_epochs", "epochs"): _check_warmup,
                 ("activation", "maxmin_upper", "maxmin_lower"): _check_thresholds,
                 ("loss", "lam_start"): _check_lambda,
@@ -518,7 +518,7 @@ def run(config):
     strategy = model.distribute_strategy
     chief = multi_worker.is_chief(strategy)
     output_dir = (config.output_dir if chief else os.path.join(
-        config.output_dir, f"workertemp_{multi_worker.worker_shard(strategy)[1]}"))
+        config.output_dir, f"workertemp_{worker_shard(strategy)[1]}"))
     os.makedirs(output_dir, exist_ok=True)
     paths = save(model, output_dir)
     results = evaluate_model(model, x_test, y_test, config)

@@ -152,7 +152,7 @@ class TrainingSteps:
         ``IterateStore``."""
         shapes = [shape if k in self.local_layers else None
                   for k, (_, shape) in enumerate(self.network.hidden_layers())]
-        shards, shard = worker_shard()
+        shards, shard = worker_shard(self.distribute_strategy)
         self.store = IterateStore(num_samples, shapes,
                                   seed=self.seed if seed is None else seed,
                                   shards=shards, shard=shard)

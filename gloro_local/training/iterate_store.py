@@ -55,21 +55,20 @@ class IterateStore:
         self.seed = int(seed)
         self.shards, self.shard = int(shards), int(shard)
         self.rows = -(-self.num_samples // self.shards)
-        sharded = dict(synchronization=tf.VariableSynchronization.ON_READ) \
-            if self.shards > 1 else {}
-        self.tables = []
-        for k, shape in enumerate(input_shapes):
-            if shape is None:
-                self.tables.append(None)
-                continue
-            table = tf.Variable(
-                tf.zeros((self.rows,) + tuple(shape), tf.float16), trainable=False,
-                name=f"stored_iterate_{k}",
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, **sharded)
-            if self.shards > 1:  # this worker's copy (one replica): a plain variable
-                table = tf.distribute.get_strategy().experimental_local_results(table)[0]
-            self.tables.append(table)
+        self.tables = [None if shape is None else self._table(k, shape)
+                       for k, shape in enumerate(input_shapes)]
         self.misses = keras.metrics.Sum(name="store_misses") if self.shards > 1 else None
+
+    def _table(self, layer, shape):
+        synchronization = (tf.VariableSynchronization.ON_READ if self.shards > 1
+                           else tf.VariableSynchronization.AUTO)
+        table = tf.Variable(tf.zeros((self.rows,) + tuple(shape), tf.float16),
+                            trainable=False, name=f"stored_iterate_{layer}",
+                            synchronization=synchronization,
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        if self.shards > 1:  # this worker's copy (one replica): a plain variable
+            table = tf.distribute.get_strategy().experimental_local_results(table)[0]
+        return table
 
     @property
     def nbytes(self):
