@@ -40,7 +40,7 @@ from gloro_local.training.iterate_store import IterateStore  # noqa: E402
 from gloro_local.training.worker_shard import worker_shard  # noqa: E402
 from gloro_local.training.worker_backup import WorkerBackupAndRestore  # noqa: E402
 
-N_SAMPLES, BATCH, EPOCHS, WORKERS = 64, 16, 3, 2
+N_SAMPLES, BATCH, EPOCHS, WORKERS = 64, 16, 2, 2
 LOAD = functools.partial(data.load, "mnist", "train", with_index=True, shuffle=True,
                          limit=N_SAMPLES, seed=3)
 
