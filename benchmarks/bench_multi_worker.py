@@ -5,9 +5,10 @@ Both train the same LocalGloroNet (local bound, stored per-sample vectors, float
 bounds, 2 power iterations) on the same global batch: one process reads batches of
 ``--batch``, each of the two workers batches of ``--batch / 2`` from its index shard
 (``multi_worker.sharded_dataset``). Steps per second count the epochs after the first
-(which traces the step), from each epoch's first step to its last. On a machine of 2 cores the two workers share the cores one
-process uses, so no speed-up is expected: the figure shows the cost of the strategy and
-of the gradient all-reduce. Prints a table, then one line of JSON with the ratios.
+(which traces the step), from each epoch's first step to its last. On a machine of 2
+cores the two workers share the cores one process uses, so no speed-up is expected: the
+figure shows the cost of the strategy and of the gradient all-reduce. Prints a table,
+then one line of JSON with the ratios.
 
     python benchmarks/bench_multi_worker.py [--arch 2C2F] [--batch 64] [--samples 1024]
 """

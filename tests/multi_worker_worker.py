@@ -7,12 +7,13 @@
 'worker' trains under MultiWorkerMirroredStrategy (created first, before any other
 TensorFlow op) on the index shard of this worker (``multi_worker.sharded_dataset``);
 'single' trains one process on the same global batches: batch s is the concatenation
-over workers w of the batch s worker w trained on (logged by the store). Both write the weights, the schedule values, the store's tables and
-bytes, and (per epoch and sample) how many times this process wrote the sample's row.
+over workers w of the batch s worker w trained on (logged by the store). Both write the
+weights, the schedule values, the store's tables and bytes, and (per epoch and sample)
+how many times this process wrote the sample's row.
 'backup' trains under BackupAndRestore (``WorkerBackupAndRestore``), saving every epoch;
 with KILL_AT = 'e,b' worker 1 kills itself (SIGKILL) at batch b of epoch e.
 """
-import json
+import functools
 import os
 import signal
 import sys
@@ -26,8 +27,6 @@ from gloro_local import multi_worker  # noqa: E402
 MODE = sys.argv[1]
 STRATEGY = multi_worker.multi_worker_strategy() if MODE != "single" else None
 
-import functools  # noqa: E402
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -37,8 +36,8 @@ from gloro_local import data  # noqa: E402
 from gloro_local.layers import Dense, Flatten, ReLUTheta  # noqa: E402
 from gloro_local.training import EpsilonSchedule, LambdaSchedule  # noqa: E402
 from gloro_local.training.iterate_store import IterateStore  # noqa: E402
-from gloro_local.training.worker_shard import worker_shard  # noqa: E402
 from gloro_local.training.worker_backup import WorkerBackupAndRestore  # noqa: E402
+from gloro_local.training.worker_shard import worker_shard  # noqa: E402
 
 N_SAMPLES, BATCH, EPOCHS, WORKERS = 64, 16, 2, 2
 LOAD = functools.partial(data.load, "mnist", "train", with_index=True, shuffle=True,
@@ -199,8 +198,9 @@ def write(out, model, record, initial):
     arrays = {f"weight_{k}": w.numpy() for k, w in enumerate(model.weights)}
     arrays.update({f"initial_weight_{k}": w for k, w in enumerate(initial)})
     arrays.update({f"store_{k}": t.numpy() for k, t in enumerate(store.tables)})
-    np.savez(out, writes=np.array(record.writes), trained=store.trained.numpy(), epsilon=record.epsilon, lam=record.lam,
-             iterates=np.array(record.iterates), misses=record.misses,
+    np.savez(out, writes=np.array(record.writes), trained=store.trained.numpy(),
+             epsilon=record.epsilon, lam=record.lam, iterates=np.array(record.iterates),
+             misses=record.misses,
              store_bytes=store.nbytes, shard=np.array([store.shards, store.shard]), **arrays)
 
 

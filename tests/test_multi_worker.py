@@ -61,7 +61,8 @@ def finish(processes, log, expected=0):
                 p.kill()
             pytest.fail(f"worker {w} did not finish within {TIMEOUT} s")
         if code != expected:
-            pytest.fail(f"worker {w} exited with {code}:\n{Path(f'{log}_{w}.txt').read_text()[-4000:]}")
+            output = Path(f"{log}_{w}.txt").read_text()[-4000:]
+            pytest.fail(f"worker {w} exited with {code}:\n{output}")
 
 
 def load(path):
