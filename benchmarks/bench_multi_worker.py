@@ -4,11 +4,14 @@ workers on this machine (loopback, CPU), and the iterate store's bytes per worke
 Both train the same LocalGloroNet (local bound, stored per-sample vectors, float32
 bounds, 2 power iterations) on the same global batch: one process reads batches of
 ``--batch``, each of the two workers batches of ``--batch / 2`` from its index shard
-(``multi_worker.sharded_dataset``). Steps per second count the epochs after the first
-(which traces the step), from each epoch's first step to its last. On a machine of 2
-cores the two workers share the cores one process uses, so no speed-up is expected: the
-figure shows the cost of the strategy and of the gradient all-reduce. Prints a table,
-then one line of JSON with the ratios.
+(``multi_worker.sharded_dataset``). Steps per second are 1 / the median step time over
+the epochs after the first (which traces the step); the workers step in lockstep, so the
+median is the same on both, while a worker's first step of an epoch also waits for the
+other's epoch-end work. Epoch seconds (median over the same epochs) include that work:
+the global norms' convergence (``ConvergeGlobalNorms``) and the next epoch's input
+iterators. On a machine of 2 cores the two workers share the cores one
+process uses, so no speed-up is expected: the figure shows the cost of the strategy and
+of the gradient all-reduce. Prints a table, then one line of JSON with the ratios.
 
     python benchmarks/bench_multi_worker.py [--arch 2C2F] [--batch 64] [--samples 1024]
 """
@@ -17,6 +20,7 @@ import functools
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,35 +62,36 @@ def child(args):
         dataset = multi_worker.sharded_dataset(strategy, load, args.batch, args.samples)
     else:
         dataset = load(batch_size=args.batch)
-    clock = EpochClock()
+    clock = StepClock()
     model.fit(dataset, epochs=args.epochs, verbose=0, callbacks=[clock])
-    steps = int(model.optimizer.iterations.numpy())
-    timed = steps * (args.epochs - 1) // args.epochs
     with open(args.out, "w") as handle:
-        json.dump({"steps_per_s": timed / sum(clock.seconds[1:]), "steps": steps,
+        json.dump({"steps_per_s": 1.0 / statistics.median(clock.steps),
+                   "epoch_s": statistics.median(clock.epochs),
+                   "steps": int(model.optimizer.iterations.numpy()),
                    "store_bytes": store.nbytes}, handle)
 
 
-class EpochClock(keras.callbacks.Callback):
-    """Per epoch, the seconds from its first step's start to its last step's end (no
-    epoch-end work: the global norms' convergence, the next epoch's iterator)."""
+class StepClock(keras.callbacks.Callback):
+    """Seconds of every training step and of every epoch (begin to end, epoch-end work
+    included) after the first epoch (which traces the step)."""
 
     def __init__(self):
         super().__init__()
-        self.seconds, self._begin, self._end = [], None, None
+        self.steps, self.epochs, self._epoch, self._begin = [], [], 0, {}
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._begin = None
+        self._epoch, self._begin["epoch"] = epoch, time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._begin is None:
-            self._begin = time.perf_counter()
+        self._begin["step"] = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._end = time.perf_counter()
+        if self._epoch > 0:
+            self.steps.append(time.perf_counter() - self._begin["step"])
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(self._end - self._begin)
+        if epoch > 0:
+            self.epochs.append(time.perf_counter() - self._begin["epoch"])
 
 
 def launch(args, workers, folder):
@@ -130,19 +135,23 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         one = launch(args, 0, folder)[0]
         two = launch(args, 2, folder)
-    worker_rate = min(r["steps_per_s"] for r in two)  # the slower worker sets the pace
+    worker_rate = min(r["steps_per_s"] for r in two)
+    worker_epoch = max(r["epoch_s"] for r in two)
     print(f"{args.arch}, local bound with the store, global batch {args.batch}, "
           f"{args.samples} samples, {one['steps'] // args.epochs} steps per epoch")
-    print(f"{'run':22} {'steps/s':>8} {'store bytes':>12}")
-    print(f"{'1 process':22} {one['steps_per_s']:8.2f} {one['store_bytes']:12,d}")
+    print(f"{'run':22} {'steps/s':>8} {'epoch s':>8} {'store bytes':>12}")
+    print(f"{'1 process':22} {one['steps_per_s']:8.2f} {one['epoch_s']:8.2f} "
+          f"{one['store_bytes']:12,d}")
     for w, result in enumerate(two):
         print(f"{f'2 workers: worker {w}':22} {result['steps_per_s']:8.2f} "
-              f"{result['store_bytes']:12,d}")
+              f"{result['epoch_s']:8.2f} {result['store_bytes']:12,d}")
     print(json.dumps({
         "benchmark": "multi_worker", "arch": args.arch, "batch": args.batch,
         "samples": args.samples, "steps_per_s_1": round(one["steps_per_s"], 3),
         "steps_per_s_2": round(worker_rate, 3),
-        "speedup_2_over_1": round(worker_rate / one["steps_per_s"], 3),
+        "step_speedup_2_over_1": round(worker_rate / one["steps_per_s"], 3),
+        "epoch_s_1": round(one["epoch_s"], 3), "epoch_s_2": round(worker_epoch, 3),
+        "epoch_speedup_2_over_1": round(one["epoch_s"] / worker_epoch, 3),
         "store_bytes_1": one["store_bytes"],
         "store_bytes_per_worker_2": [r["store_bytes"] for r in two],
         "store_bytes_ratio": round(two[0]["store_bytes"] / one["store_bytes"], 4)}))
