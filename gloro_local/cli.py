@@ -16,7 +16,7 @@ from absl import flags
 from gloro_local import data
 from gloro_local.architectures import ACTIVATIONS, ARCHITECTURES
 from gloro_local.bounds import BOUNDS
-from gloro_local.experiment import CROSS_CHECKS, Config
+from gloro_local.experiment import CROSS_CHECKS, STRATEGIES, Config
 from gloro_local.models.linf_certified_net import RELAXATIONS
 from gloro_local.presets import LINF_DEFAULTS, PRESETS
 from gloro_local.training.losses import LOSSES
@@ -62,7 +62,9 @@ HELP = {
                       "bfloat16 where the hardware has it natively)",
     "box_gradient": "backpropagate through the boxes of earlier layers (--nobox_gradient: "
                     "about half the box cost, see docs/results.md)",
-    "strategy": "none | mirrored", "output_dir": "where models and reports go",
+    "strategy": "none | mirrored | multi_worker (MultiWorkerMirroredStrategy over the "
+                "cluster of TF_CONFIG, the store sharded by worker: docs/multi_worker.md)",
+    "output_dir": "where models and reports go",
     "tensorboard": "write TensorBoard logs to OUTPUT_DIR/tensorboard (needs pip install "
                    "-e \".[tensorboard]\")",
     "limit_train": "use only this many training examples",
@@ -73,7 +75,7 @@ HELP = {
 CHOICES = {
     "norm": ("l2", "linf"), "relaxation": RELAXATIONS,
     "dataset": data.DATASETS, "arch": tuple(ARCHITECTURES), "activation": ACTIVATIONS,
-    "bound": BOUNDS, "loss": tuple(sorted(LOSSES)), "strategy": ("none", "mirrored"),
+    "bound": BOUNDS, "loss": tuple(sorted(LOSSES)), "strategy": STRATEGIES,
     "training_dtype": ("auto", "float32", "bfloat16"), "eps_schedule": ("linear", "log"),
 }
 MIN_INT = {"epochs": 1, "batch_size": 1, "power_iterations": 1, "worst_logit_steps": 1,

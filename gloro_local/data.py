@@ -50,7 +50,7 @@ WHERE = {
 
 
 def load(name, split, batch_size=None, with_index=False, data_dir=None, shuffle=False,
-         augment=None, limit=None, seed=0, sample_fallback=True):
+         augment=None, limit=None, seed=0, sample_fallback=True, shard=None):
     """A ``tf.data.Dataset`` of ``(x, y)``, or ``((x, index), y)`` with ``with_index``.
 
     Args:
@@ -68,12 +68,19 @@ def load(name, split, batch_size=None, with_index=False, data_dir=None, shuffle=
         seed: seed of the shuffling and of the augmentation.
         sample_fallback: MNIST only: use the embedded sample when neither ``data_dir``
             nor tensorflow-datasets has it (see ``load_numpy``).
+        shard: ``(N, w)``: only the examples with ``index % N == w`` (shuffled among
+            themselves), the shard a sharded ``IterateStore`` of worker w keeps.
     """
     images, labels = _load_uint8(name, split, data_dir, limit, sample_fallback)
     if augment is None:
         augment = split == "train" and name in AUGMENTED_BY_DEFAULT
     images, labels = tf.constant(images), tf.constant(labels)
     ds = tf.data.Dataset.range(len(labels))  # shuffling moves indices, not images
+    if shard is not None:
+        shards, index = shard
+        if not 0 <= index < shards:
+            raise ValueError(f"shard must be (N, w) with 0 <= w < N. Received: shard={shard}")
+        ds = ds.shard(shards, index)
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda i: (tf.cast(tf.gather(images, i), tf.float32) / 255.0,

@@ -1,8 +1,10 @@
 """Train-then-evaluate driver shared by the example scripts."""
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
+import shutil
 import time
 from typing import Optional, Sequence
 
@@ -10,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gloro_local import architectures, data
+from gloro_local import architectures, data, multi_worker
 from gloro_local.bounds import get_bound
 from gloro_local.bounds.input_checks import check_images
 from gloro_local.evaluation import evaluate
@@ -18,7 +20,8 @@ from gloro_local.layers import ClippedMaxMin
 from gloro_local.models import LinfCertifiedNet, LocalGloroNet
 from gloro_local.presets import PRESETS
 from gloro_local.training import (BetaSchedule, EpsilonSchedule, KappaSchedule,
-                                  LambdaSchedule, LearningRateSchedule, get_loss)
+                                  LambdaSchedule, LearningRateSchedule,
+                                  WorkerBackupAndRestore, get_loss, worker_shard)
 
 RUN_LOG = "run_log.json"
 
@@ -171,12 +174,18 @@ def _check_lr(config):
                          + ", ".join(given))
 
 
+def _check_strategy(config):
+    if config.strategy == "multi_worker":
+        multi_worker.read_tf_config()
+
+
 # Checks that involve several fields, with the fields each one reads.
 CROSS_CHECKS = {("eps_warmup_epochs", "epochs"): _check_warmup,
                 ("activation", "maxmin_upper", "maxmin_lower"): _check_thresholds,
                 ("loss", "lam_start"): _check_lambda,
                 ("norm", "loss", *LINF_ONLY, *L2_ONLY): _check_norm,
-                ("end_lr", "lr_milestones", "lr_decay_every"): _check_lr}
+                ("end_lr", "lr_milestones", "lr_decay_every"): _check_lr,
+                ("strategy",): _check_strategy}
 
 
 def linf_schedule(config):
@@ -202,12 +211,18 @@ def check_config(config):
     return config
 
 
+STRATEGIES = ("none", "mirrored", "multi_worker")
+
+
 def _strategy(name):
+    if name == "multi_worker":
+        return multi_worker.multi_worker_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "none":
         return tf.distribute.get_strategy()
-    raise ValueError(f"strategy must be 'none' or 'mirrored', got {name!r}.")
+    raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}. "
+                     f"Received: strategy={name!r}")
 
 
 def set_maxmin_thresholds(f, upper, lower=None):
@@ -329,11 +344,12 @@ class RunLog(keras.callbacks.Callback):
     """Keeps the history and the seconds of every finished epoch in ``path`` (next to the
     ``BackupAndRestore`` backup), so that a resumed run reports the epochs trained before
     the interruption too. The first epoch of a ``fit`` call says where training resumed;
-    logged epochs from there on (never backed up) are dropped."""
+    logged epochs from there on (never backed up) are dropped. With ``write=False`` (the
+    workers other than the chief) it reads the file but never writes it."""
 
-    def __init__(self, path):
+    def __init__(self, path, write=True):
         super().__init__()
-        self.path = path
+        self.path, self.write = path, write
         self.history, self.seconds = {}, []
         self._begin = None
 
@@ -353,8 +369,9 @@ class RunLog(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._begin)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        write_json(self.path, {"history": self.history, "seconds": self.seconds})
+        if self.write:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            write_json(self.path, {"history": self.history, "seconds": self.seconds})
 
 
 def tensorboard_callback(log_dir):
@@ -367,8 +384,9 @@ def tensorboard_callback(log_dir):
     return keras.callbacks.TensorBoard(log_dir)
 
 
-def callbacks(config, output_dir):
-    """Schedules, the run log, a backup that resumes interrupted runs and, with
+def callbacks(config, output_dir, chief=True):
+    """Schedules, the run log (written by the ``chief`` only), a backup that resumes
+    interrupted runs (``WorkerBackupAndRestore``: Keras's in one process) and, with
     ``config.tensorboard``, TensorBoard logs. The epsilon and lambda ramps start after
     ``eps_warmup_epochs`` warm-up epochs at their first values: epsilon eps_train / 1000
     (the model refuses 0) and lambda ``lam_start`` (0 for BCP: clean cross-entropy).
@@ -402,8 +420,8 @@ def callbacks(config, output_dir):
     if config.tensorboard:
         result.append(tensorboard_callback(os.path.join(output_dir, "tensorboard")))
     backup = os.path.join(output_dir, "backup")
-    result.append(keras.callbacks.BackupAndRestore(backup))
-    result.append(RunLog(os.path.join(backup, RUN_LOG)))
+    result.append(WorkerBackupAndRestore(backup))
+    result.append(RunLog(os.path.join(backup, RUN_LOG), write=chief))
     return result
 
 
@@ -425,21 +443,29 @@ def load_data(config):
 
 def train(config):
     """Trains ``config``; returns (model, history dict, seconds, test arrays). A run
-    resumed from ``output_dir/backup`` returns the history and seconds of all epochs."""
+    resumed from ``output_dir/backup`` returns the history and seconds of all epochs.
+    With strategy 'multi_worker' every worker of ``TF_CONFIG`` runs this: worker w reads
+    the samples with ``index % N == w`` (``multi_worker.sharded_dataset``) and keeps
+    their rows of the iterate store; only the chief writes files."""
     check_config(config)
+    strategy = _strategy(config.strategy)  # first: multi-worker collectives need it
     os.makedirs(config.output_dir, exist_ok=True)
     (x_train, y_train), (x_test, y_test), num_classes = load_data(config)
-    strategy = _strategy(config.strategy)
     with strategy.scope():
         model = build_model(config, x_train.shape[1:], num_classes)
         use_store = (config.store and config.norm == "l2"
                      and get_bound(config.bound).per_sample_norms)
         if use_store:
             model.attach_store(len(y_train))
-    train_ds = data.load(config.dataset_name, "train", config.batch_size,
-                         with_index=use_store, data_dir=config.data_dir, shuffle=True,
-                         limit=config.limit_train, seed=config.seed,
-                         sample_fallback=config.dataset is None)
+    load = functools.partial(data.load, config.dataset_name, "train", with_index=use_store,
+                             data_dir=config.data_dir, shuffle=True,
+                             limit=config.limit_train, seed=config.seed,
+                             sample_fallback=config.dataset is None)
+    if config.strategy == "multi_worker":
+        train_ds = multi_worker.sharded_dataset(strategy, load, config.batch_size,
+                                                len(y_train))
+    else:
+        train_ds = load(batch_size=config.batch_size)
     if config.verbose and config.norm == "linf":
         relaxation, kappa, beta = linf_schedule(config)
         print(f"training {config.arch} against l-infinity eps {config.epsilon} with the "
@@ -449,8 +475,9 @@ def train(config):
         print(f"training {config.arch} with the {config.bound} bound; training-time bounds "
               f"in {model.training_dtype} (training_dtype={config.training_dtype!r})"
               + ("" if config.box_gradient else ", box gradient stopped"))
-    run_callbacks = callbacks(config, config.output_dir)
-    model.fit(train_ds, epochs=config.epochs, verbose=config.verbose,
+    chief = multi_worker.is_chief(strategy)
+    run_callbacks = callbacks(config, config.output_dir, chief)
+    model.fit(train_ds, epochs=config.epochs, verbose=config.verbose if chief else 0,
               callbacks=run_callbacks)
     log = run_callbacks[-1]
     return model, log.history, sum(log.seconds), (x_test, y_test)
@@ -483,16 +510,28 @@ def evaluate_model(model, x, y, config):
 
 
 def run(config):
-    """Trains, saves (.keras and .h5), evaluates on the test split and writes report.json."""
+    """Trains, saves (.keras and .h5), evaluates on the test split and writes report.json.
+    Under strategy 'multi_worker' every worker saves and evaluates alike (saves may need
+    every worker), but workers other than the chief write to
+    ``OUTPUT_DIR/workertemp_<w>``, deleted at the end."""
     model, history, seconds, (x_test, y_test) = train(config)
-    paths = save(model, config.output_dir)
+    strategy = model.distribute_strategy
+    chief = multi_worker.is_chief(strategy)
+    output_dir = (config.output_dir if chief else os.path.join(
+        config.output_dir, f"workertemp_{worker_shard(strategy)[1]}"))
+    os.makedirs(output_dir, exist_ok=True)
+    paths = save(model, output_dir)
     results = evaluate_model(model, x_test, y_test, config)
-    print(f"{config.norm} epsilon {config.epsilon}: clean {results['clean_accuracy']:.3f}  "
-          f"PGD {results['pgd_accuracy']:.3f}  certified {results['certified_accuracy']:.3f}"
-          f"  ({len(y_test)} test points, training {seconds:.0f} s)")
-    print("saved " + ", ".join(paths))
-    write_json(os.path.join(config.output_dir, "report.json"),
-               {"config": dataclasses.asdict(config), "results": results,
-                "training_seconds": seconds,
-                "history": {k: [float(v) for v in vals] for k, vals in history.items()}})
+    if chief:
+        print(f"{config.norm} epsilon {config.epsilon}: clean "
+              f"{results['clean_accuracy']:.3f}  PGD {results['pgd_accuracy']:.3f}  "
+              f"certified {results['certified_accuracy']:.3f}  ({len(y_test)} test "
+              f"points, training {seconds:.0f} s)")
+        print("saved " + ", ".join(paths))
+        write_json(os.path.join(output_dir, "report.json"),
+                   {"config": dataclasses.asdict(config), "results": results,
+                    "training_seconds": seconds,
+                    "history": {k: [float(v) for v in vals] for k, vals in history.items()}})
+    else:
+        shutil.rmtree(output_dir, ignore_errors=True)
     return model, results

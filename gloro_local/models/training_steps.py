@@ -13,6 +13,7 @@ from gloro_local.training.losses import get_loss
 from gloro_local.training.metrics import RobustMetrics
 from gloro_local.training.nonfinite_guard import NonFiniteLossGuard
 from gloro_local.training.user_metrics import user_metrics
+from gloro_local.training.worker_shard import worker_shard
 
 
 def _replicas():
@@ -69,8 +70,10 @@ class TrainingSteps:
     def metrics(self):
         if not getattr(self, "robust_metrics", None):
             return []
+        misses = getattr(getattr(self, "store", None), "misses", None)
         return [self.loss_mean, *self.robust_metrics, *getattr(self, "user_metrics", []),
-                *getattr(self, "weighted_user_metrics", [])]
+                *getattr(self, "weighted_user_metrics", []),
+                *([] if misses is None else [misses])]
 
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` that also converges the global norms at every epoch end
@@ -87,8 +90,9 @@ class TrainingSteps:
         guard = NonFiniteLossGuard()
         callbacks.insert(0, guard)
         data = args[0] if args else kwargs.get("x")
-        if isinstance(data, tf.data.Dataset):
+        if isinstance(data, (tf.data.Dataset, tf.distribute.DistributedDataset)):
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself; Keras warns
+        self._note_worker_spec(data)
         self._check_array_labels(args[1] if len(args) > 1 else kwargs.get("y"))
         if isinstance(data, np.ndarray):
             check_images(data, "training inputs")
@@ -98,9 +102,30 @@ class TrainingSteps:
         with one_line_errors(guard.position):
             return super().fit(*args, callbacks=callbacks, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15) builds the model from a first batch that it reduces with one
+        # strategy.reduce over the whole nested batch, which MultiWorkerMirroredStrategy
+        # refuses (and reading it would start an extra pass over the data, shifting a
+        # reshuffled dataset's epochs): only shapes and dtypes matter, so a multi-worker
+        # dataset's element_spec stands in for the batch.
+        spec = getattr(self, "_worker_element_spec", None)
+        if iterator is not None and spec is not None:
+            iterator, data_batch = None, spec
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _note_worker_spec(self, data):
+        self._worker_element_spec = None
+        if (isinstance(data, tf.distribute.DistributedDataset)
+                and worker_shard(self.distribute_strategy)[0] > 1):
+            # one replica per worker: each per-replica spec holds one tensor spec
+            spec = data.element_spec
+            self._worker_element_spec = tf.nest.pack_sequence_as(
+                spec, tf.nest.flatten(spec, expand_composites=True))
+
     def evaluate(self, *args, **kwargs):
         """``keras.Model.evaluate`` with labels and inputs checked as in ``fit``."""
         self._check_array_labels(args[1] if len(args) > 1 else kwargs.get("y"))
+        self._note_worker_spec(args[0] if args else kwargs.get("x"))
         with one_line_errors():
             return super().evaluate(*args, **kwargs)
 
@@ -120,11 +145,17 @@ class TrainingSteps:
         """Keeps per-sample power-iteration vectors of the local layers for a dataset of
         ``num_samples`` examples that yields ``((x, index), y)``; call inside the
         strategy scope when distributing. ``seed`` (default: the model's) seeds the
-        samples' first start vectors. Returns the ``IterateStore``."""
+        samples' first start vectors. Under a ``MultiWorkerMirroredStrategy`` over N
+        workers the store is sharded (``worker_shard``): worker w keeps the samples with
+        ``index % N == w``, and its dataset must bring it exactly those
+        (``data.load(..., shard=(N, w))``, docs/multi_worker.md). Returns the
+        ``IterateStore``."""
         shapes = [shape if k in self.local_layers else None
                   for k, (_, shape) in enumerate(self.network.hidden_layers())]
+        shards, shard = worker_shard(self.distribute_strategy)
         self.store = IterateStore(num_samples, shapes,
-                                  seed=self.seed if seed is None else seed)
+                                  seed=self.seed if seed is None else seed,
+                                  shards=shards, shard=shard)
         self.train_function = None  # a traced train step holds the previous tables
         return self.store
 
@@ -170,6 +201,14 @@ class TrainingSteps:
             if use_store:
                 self.store.scatter(index, [None if p is None else p.u for p in result.power])
         self._update_metrics(loss, labels, result, sample_weight)
+        return self._logs()
+
+    def _logs(self):
+        # Keras (3.15) reduces a multi-worker step's outputs with strategy.reduce(MEAN,
+        # axis=0), which refuses scalars (tensorflow#72388): there each result is (1,)
+        # and the mean over workers is the scalar.
+        if worker_shard(self.distribute_strategy)[0] > 1:
+            return {m.name: tf.reshape(m.result(), [1]) for m in self.metrics}
         return {m.name: m.result() for m in self.metrics}
 
     def _update_metrics(self, loss, labels, result, sample_weight):

@@ -8,8 +8,10 @@ from gloro_local.training.losses import (LOSSES, BCPLoss, GloroCrossEntropy, Rob
 from gloro_local.training.metrics import RobustMetrics, certified
 from gloro_local.training.nonfinite_guard import NonFiniteLossGuard
 from gloro_local.training.user_metrics import user_metrics
+from gloro_local.training.worker_backup import WorkerBackupAndRestore
+from gloro_local.training.worker_shard import worker_shard
 
 __all__ = ["BCPLoss", "BetaSchedule", "ConvergeGlobalNorms", "KappaSchedule", "EpsilonSchedule", "GloroCrossEntropy",
            "IterateStore", "LOSSES", "LambdaSchedule", "LearningRateSchedule",
            "NonFiniteLossGuard", "RobustLoss", "RobustMetrics", "Trades", "certified",
-           "get_loss", "user_metrics"]
+           "WorkerBackupAndRestore", "get_loss", "user_metrics", "worker_shard"]
