@@ -89,6 +89,14 @@ def test_evaluate_certifies_a_plain_keras_model_file(tmp_path):
     summary = json.loads((tmp_path / "plain.keras.eval.json").read_text())
     assert summary["points"] == 16 and summary["epsilon"] == pytest.approx(0.1)
     assert 0.0 <= summary["vra_local"] <= summary["pgd_accuracy"] <= 1.0
+    assert summary["local_bound"] == "local"
+    result = _run("evaluate.py", str(path), "--epsilon", "0.1", "--limit", "16",
+                  "--pgd_steps", "2", "--lower_bound_points", "0", "--radius", "layerwise",
+                  "--boxes", "relaxation")
+    assert result.returncode == 0, result.stderr[-2000:]
+    tighter = json.loads((tmp_path / "plain.keras.eval.json").read_text())
+    assert tighter["local_bound"] == "local_layerwise_relaxed"
+    assert tighter["vra_local"] >= summary["vra_local"]
     result = _run("evaluate.py", str(path), "--limit", "16")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(

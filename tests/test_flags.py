@@ -120,6 +120,8 @@ def _run(script, *argv):
     ("evaluate.py", ["model.keras", "--batch_size=0"], "flag --batch_size=0"),
     ("evaluate.py", ["model.keras", "--tol=0"], "tol must be a finite number > 0"),
     ("evaluate.py", ["model.keras", "--dataset=svhn"], "flag --dataset=svhn"),
+    ("evaluate.py", ["model.keras", "--boxes=crown"], "flag --boxes=crown"),
+    ("evaluate.py", ["model.keras", "--radius=local"], "flag --radius=local"),
     ("evaluate.py", ["model.keras", "--split=val"], "split must be one of train, test for "
                                                     "mnist. Received: split='val'"),
 ])
