@@ -26,6 +26,7 @@ backward passes alone, at eps 0.3, batch ``--batch_size``) and ends with one JSO
     PYTHONPATH=. python benchmarks/tighter_bounds.py --model outputs/model.keras
 """
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -131,8 +132,9 @@ def relaxation_cost(model, x, epsilon, globals_, max_work):
             costs[index] = None
             continue
         count = sum(isinstance(s, ActivationSeam) for s in network.seams[:index])
-        run = tf.function(lambda v, i=index, c=count: linear_output_bounds(
-            network, i, v, eps, boxes[:c], "l2", rows_per_chunk(network, i)))
+        run = tf.function(functools.partial(
+            linear_output_bounds, network, index, epsilon=eps, boxes=boxes[:count],
+            norm="l2", rows_per_chunk=rows_per_chunk(network, index)))
         run(x)
         begin = time.perf_counter()
         run(x)

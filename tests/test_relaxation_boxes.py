@@ -244,8 +244,9 @@ def test_mnist_certified_points_survive_pgd_and_are_a_superset(mnist_model):  # 
 
 
 def test_training_with_relaxation_boxes():
-    """The relaxed bounds train (the gradient flows through the chunked backward pass)
-    and the store is read and written as for 'local'."""
+    """The relaxed bounds train (the gradient flows through the chunked backward pass),
+    with a warning that they are meant for certification, and the store is read and
+    written as for 'local'."""
     x = np.random.default_rng(0).uniform(size=(32, 6)).astype(np.float32)
     y = np.arange(32) % 3
     f = keras.Sequential([keras.Input((6,)), Dense(8), ReLU(), Dense(8), ReLU(), Dense(3)])
@@ -254,7 +255,8 @@ def test_training_with_relaxation_boxes():
     store = model.attach_store(32)
     before = [w.numpy().copy() for w in f.trainable_weights]
     data = tf.data.Dataset.from_tensor_slices(((x, np.arange(32)), y)).batch(16)
-    history = model.fit(data, epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match="certification tool"):
+        history = model.fit(data, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
     assert all(np.any(w.numpy() != b) for w, b in zip(f.trainable_weights, before))
     assert all(np.any(t.numpy() != 0) for t in store.tables if t is not None)

@@ -1,4 +1,6 @@
 """compile / fit / train_step / test_step of LocalGloroNet."""
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -84,6 +86,9 @@ class TrainingSteps:
         array that do not look like [0, 1] floats get a warning (``check_images``);
         errors raised inside a step are one line naming the epoch and batch."""
         callbacks = list(callbacks or [])
+        note = get_bound(self.bound).training_warning
+        if note:
+            warnings.warn(f"bound={self.bound!r}: {note}", stacklevel=2)
         if hasattr(self, "global_norms") and not any(
                 isinstance(c, ConvergeGlobalNorms) for c in callbacks):
             callbacks.insert(0, ConvergeGlobalNorms())

@@ -79,6 +79,8 @@ class Bound(abc.ABC):
         uses_norms: whether it needs the hidden layers' global spectral norms.
         per_sample_norms: whether its logit step runs per-sample power iterations
             (whose start vectors the iterate store keeps across epochs).
+        training_warning: None, or what ``fit`` warns about before training with it
+            (a bound meant for certification).
     """
 
     name = None
@@ -86,6 +88,7 @@ class Bound(abc.ABC):
     tracks_masks = True
     uses_norms = True
     per_sample_norms = False
+    training_warning = None
 
     @abc.abstractmethod
     def initial_state(self, x, epsilon):

@@ -48,6 +48,12 @@ class RelaxationBoxes:
         max_work: the per-sample, per-layer limit (default MAX_WORK = 2**25).
     """
 
+    training_warning = (
+        "relaxation boxes are a certification tool: training through their backward "
+        "passes cost 243x a 'local' step on 2C2F at batch 32 and ran out of memory at "
+        "batch 256 (docs/results.md). Train with 'local' or 'local_layerwise' and certify "
+        "with certify(boxes='relaxation').")
+
     def __init__(self, max_work=MAX_WORK):
         if int(max_work) < 0:
             raise ValueError(f"max_work must be >= 0. Received: max_work={max_work!r}")
