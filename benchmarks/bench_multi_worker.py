@@ -19,7 +19,6 @@ import argparse
 import functools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,16 +33,6 @@ import tensorflow as tf  # noqa: E402
 
 import gloro_local as gl  # noqa: E402
 from gloro_local import architectures, data, multi_worker  # noqa: E402
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def child(args):
@@ -100,7 +89,8 @@ def launch(args, workers, folder):
     common = ["--arch", args.arch, "--batch", str(args.batch), "--samples",
               str(args.samples), "--epochs", str(args.epochs)]
     env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(max(workers, 1))]}
+    ports = multi_worker.free_loopback_ports(max(workers, 1))
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes, outs = [], []
     for w in range(max(workers, 1)):
         out = os.path.join(folder, f"run{workers}_{w}.json")

@@ -3,6 +3,7 @@
 whose shard of the iterate store keeps it (docs/multi_worker.md)."""
 import json
 import os
+import socket
 
 import tensorflow as tf
 
@@ -98,3 +99,15 @@ def sharded_dataset(strategy, make, batch_size, num_samples):
         return make(shard=(shards, shard), batch_size=per_worker).take(steps)
 
     return strategy.distribute_datasets_from_function(dataset)
+
+
+def free_loopback_ports(count):
+    """``count`` TCP ports free on 127.0.0.1 right now, for a cluster of ``count``
+    workers on one machine (trying multi-worker training locally, tests, benchmarks)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

@@ -75,3 +75,22 @@ def dense_mnist_model(widths, examples):
     model.compile(keras.optimizers.Adam(2e-3), loss="crossentropy")
     model.fit(x[order], y[order], batch_size=128, epochs=1, verbose=0)
     return model
+
+
+@pytest.fixture(scope="module")
+def layerwise_mnist_model():
+    """(model, x, y): a dense LocalGloroNet (Flatten, Dense(64), ReLU, Dense(32), ReLU,
+    Dense(10)) trained 2 epochs at eps 0.3 with the layer-wise bound on 1,500 embedded
+    MNIST images, and the first 100 test images with their labels."""
+    import gloro_local as gl
+    from gloro_local.layers import Dense, Flatten, ReLU
+    x, y = gl.data.load_numpy("mnist", "train")
+    order = np.random.default_rng(0).permutation(len(y))[:1500]
+    keras.utils.set_random_seed(11)
+    f = keras.Sequential([keras.Input((28, 28, 1)), Flatten(), Dense(64), ReLU(), Dense(32),
+                          ReLU(), Dense(10)])
+    model = gl.LocalGloroNet(f, epsilon=0.3, bound="local_layerwise")
+    model.compile(keras.optimizers.Adam(2e-3), loss="crossentropy")
+    model.fit(x[order], y[order], batch_size=100, epochs=2, verbose=0)
+    test_x, test_y = gl.data.load_numpy("mnist", "test", limit=100)
+    return model, test_x, test_y

@@ -24,7 +24,7 @@ from gloro_local.bounds import (check_epsilon, compute_margins, random_start,
 from gloro_local.bounds.propagation import walk
 from gloro_local.bounds.strategies.local_layerwise import FORWARD_SLACK
 from gloro_local.evaluation import certify, pgd_l2
-from gloro_local.layers import Dense, Flatten, MaxMin, ReLU, ReLUTheta
+from gloro_local.layers import Dense, MaxMin, ReLU, ReLUTheta
 
 RTOL = 1e-4
 
@@ -216,50 +216,45 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_certified_points_survive_the_dense_disc(name):
+def check_dense_disc(name, ways):
+    """Every point certified on the 2-D network ``CASES[name]`` by a bound of ``ways``
+    ((bound, certify keyword arguments) pairs), through ``compute_margins`` or
+    ``certify``, keeps its class on a dense grid of its eps-disc, and the worst-case
+    logits bound every logit gap found there."""
     f = CASES[name]()
     network = gl.bounds.SeamNetwork(f.layers, (2,))
     x, _ = sectors(np.random.default_rng(8), 60)
     offsets = disc_offsets(0.1, grid=101, circle=400).astype(np.float32)
     certified = np.zeros(len(x), bool)
     for eps in (0.05, 0.1):
-        result = margins(network, x, eps, "local_layerwise")
-        logits = np.asarray(result.logits)
-        prediction = logits.argmax(1)
-        top = logits[np.arange(len(x)), prediction]
-        by_bound = top > np.asarray(result.bottom)
-        model = LocalGloroNet(f, epsilon=eps)
-        by_certify = certify(model, x, epsilon=eps, radius="layerwise", seed=1).certified
-        for k in range(len(x)):
-            z = f(x[k] + offsets * (eps / 0.1)).numpy()
-            gap = np.delete(z, prediction[k], 1).max(1) - z[:, prediction[k]]
-            # the worst-case logits bound every logit gap in the disc
-            assert gap.max() <= float(result.bottom[k]) - top[k] + 1e-4 * (1 + abs(top[k]))
-            if by_bound[k] or by_certify[k]:
-                assert np.all(z.argmax(1) == prediction[k]), (name, eps, k)
-        certified |= by_bound
+        for bound, options in ways:
+            result = margins(network, x, eps, bound)
+            logits = np.asarray(result.logits)
+            prediction = logits.argmax(1)
+            top = logits[np.arange(len(x)), prediction]
+            by_bound = top > np.asarray(result.bottom)
+            model = LocalGloroNet(f, epsilon=eps)
+            by_certify = certify(model, x, epsilon=eps, seed=1, **options).certified
+            for k in range(len(x)):
+                z = f(x[k] + offsets * (eps / 0.1)).numpy()
+                gap = np.delete(z, prediction[k], 1).max(1) - z[:, prediction[k]]
+                assert gap.max() <= (float(result.bottom[k]) - top[k]
+                                     + 1e-4 * (1 + abs(top[k])))
+                if by_bound[k] or by_certify[k]:
+                    assert np.all(z.argmax(1) == prediction[k]), (name, eps, bound, k)
+            certified |= by_bound
     assert certified.sum() >= 5
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_certified_points_survive_the_dense_disc(name):
+    check_dense_disc(name, [("local_layerwise", dict(radius="layerwise"))])
 
 
 # (d, e) MNIST: PGD with restarts, and a superset of certify() --------------------------
 
-@pytest.fixture(scope="module")
-def mnist_model():
-    x, y = gl.data.load_numpy("mnist", "train")
-    order = np.random.default_rng(0).permutation(len(y))[:1500]
-    keras.utils.set_random_seed(11)
-    f = keras.Sequential([keras.Input((28, 28, 1)), Flatten(), Dense(64), ReLU(), Dense(32),
-                          ReLU(), Dense(10)])
-    model = LocalGloroNet(f, epsilon=0.3, bound="local_layerwise")
-    model.compile(keras.optimizers.Adam(2e-3), loss="crossentropy")
-    model.fit(x[order], y[order], batch_size=100, epochs=2, verbose=0)
-    test_x, test_y = gl.data.load_numpy("mnist", "test", limit=100)
-    return model, test_x, test_y
-
-
-def test_mnist_certified_points_survive_pgd(mnist_model):
-    model, x, y = mnist_model
+def test_mnist_certified_points_survive_pgd(layerwise_mnist_model):
+    model, x, y = layerwise_mnist_model
     c = certify(model, x, y, radius="layerwise")
     assert c.certified.sum() >= 5
     rows = np.flatnonzero(c.certified)
@@ -268,8 +263,8 @@ def test_mnist_certified_points_survive_pgd(mnist_model):
     assert not np.any(broken.numpy())
 
 
-def test_mnist_layerwise_certifies_a_superset(mnist_model):
-    model, x, y = mnist_model
+def test_mnist_layerwise_certifies_a_superset(layerwise_mnist_model):
+    model, x, y = layerwise_mnist_model
     paper = certify(model, x, y)
     layerwise = certify(model, x, y, radius="layerwise")
     assert np.all(layerwise.certified[paper.certified])

@@ -9,7 +9,6 @@ must give the same weights. Every subprocess has a timeout; nothing measures tim
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,20 +27,11 @@ TIMEOUT = 300
 ENV = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def start_workers(args, log):
     """Starts one worker process per task of a fresh loopback cluster; ``args(w)`` are
     worker w's arguments."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(WORKERS)]}
+    ports = multi_worker.free_loopback_ports(WORKERS)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
     for w in range(WORKERS):
         env = dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster,

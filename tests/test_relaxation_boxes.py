@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import disc_offsets, sample_ball, sectors
-from test_layerwise_radius import (CASES, assert_not_looser, margins, mnist_model,  # noqa: F401
+from conftest import sample_ball
+from test_layerwise_radius import (CASES, assert_not_looser, check_dense_disc, margins,
                                    random_network)
 from test_worked_example import X, example
 import gloro_local as gl
@@ -192,37 +192,15 @@ def test_strictly_tighter_on_a_random_network():
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_certified_points_survive_the_dense_disc(name):
-    f = CASES[name]()
-    network = gl.bounds.SeamNetwork(f.layers, (2,))
-    x, _ = sectors(np.random.default_rng(8), 60)
-    offsets = disc_offsets(0.1, grid=101, circle=400).astype(np.float32)
-    certified = np.zeros(len(x), bool)
-    for eps in (0.05, 0.1):
-        for bound, radius in (("local_relaxed", "global"),
-                              ("local_layerwise_relaxed", "layerwise")):
-            result = margins(network, x, eps, bound)
-            logits = np.asarray(result.logits)
-            prediction = logits.argmax(1)
-            top = logits[np.arange(len(x)), prediction]
-            by_bound = top > np.asarray(result.bottom)
-            model = LocalGloroNet(f, epsilon=eps)
-            by_certify = certify(model, x, epsilon=eps, radius=radius, boxes="relaxation",
-                                 seed=1).certified
-            for k in range(len(x)):
-                z = f(x[k] + offsets * (eps / 0.1)).numpy()
-                gap = np.delete(z, prediction[k], 1).max(1) - z[:, prediction[k]]
-                assert gap.max() <= (float(result.bottom[k]) - top[k]
-                                     + 1e-4 * (1 + abs(top[k])))
-                if by_bound[k] or by_certify[k]:
-                    assert np.all(z.argmax(1) == prediction[k]), (name, eps, bound, k)
-            certified |= by_bound
-    assert certified.sum() >= 5
+    check_dense_disc(name, [
+        ("local_relaxed", dict(boxes="relaxation")),
+        ("local_layerwise_relaxed", dict(radius="layerwise", boxes="relaxation"))])
 
 
 # (d) MNIST: PGD with restarts, a superset of certify(), training ------------------------
 
-def test_mnist_certified_points_survive_pgd_and_are_a_superset(mnist_model):  # noqa: F811
-    model, x, y = mnist_model
+def test_mnist_certified_points_survive_pgd_and_are_a_superset(layerwise_mnist_model):
+    model, x, y = layerwise_mnist_model
     paper = certify(model, x, y, cheap_stages=False)
     for radius in ("global", "layerwise"):
         relaxed = certify(model, x, y, cheap_stages=False, radius=radius,
@@ -263,8 +241,8 @@ def test_training_with_relaxation_boxes():
     assert get_bound("local_layerwise_relaxed").per_sample_norms
 
 
-def test_evaluate_certifies_with_the_chosen_local_bound(mnist_model):  # noqa: F811
-    model, x, y = mnist_model
+def test_evaluate_certifies_with_the_chosen_local_bound(layerwise_mnist_model):
+    model, x, y = layerwise_mnist_model
     paper = gl.evaluate(model, (x, y), pgd_steps=5, lower_bound_points=0, radius_points=0,
                         progress=False)
     tighter = gl.evaluate(model, (x, y), pgd_steps=5, lower_bound_points=0,
@@ -278,7 +256,7 @@ def test_evaluate_certifies_with_the_chosen_local_bound(mnist_model):  # noqa: F
         gl.evaluate(model, (x, y), boxes="crown", progress=False)
 
 
-def test_tighter_bounds_benchmark(mnist_model, tmp_path):  # noqa: F811
+def test_tighter_bounds_benchmark(layerwise_mnist_model, tmp_path):
     """benchmarks/tighter_bounds.py on a saved model: every way is at most the paper's
     bound on every point, certifies at least as much, and the relaxation's cost is
     reported for the hidden layer after the first."""
@@ -289,7 +267,7 @@ def test_tighter_bounds_benchmark(mnist_model, tmp_path):  # noqa: F811
     spec = importlib.util.spec_from_file_location("tighter_bounds", path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    model, _, _ = mnist_model
+    model, _, _ = layerwise_mnist_model
     model.save(tmp_path / "m.keras")
     out = tmp_path / "out.json"
     benchmark.main(["--model", str(tmp_path / "m.keras"), "--points", "24",
