@@ -2,10 +2,8 @@
 import dataclasses
 import functools
 import importlib.util
-import json
 import os
 import shutil
-import time
 from typing import Optional, Sequence
 
 import keras
@@ -19,9 +17,10 @@ from gloro_local.evaluation import evaluate
 from gloro_local.layers import ClippedMaxMin
 from gloro_local.models import LinfCertifiedNet, LocalGloroNet
 from gloro_local.presets import PRESETS
-from gloro_local.training import (BetaSchedule, EpsilonSchedule, KappaSchedule,
-                                  LambdaSchedule, LearningRateSchedule,
+from gloro_local.training import (BetaSchedule, Delayed, EpsilonSchedule, KappaSchedule,
+                                  LambdaSchedule, LearningRateSchedule, StepDecay,
                                   WorkerBackupAndRestore, get_loss, worker_shard)
+from gloro_local.training.run_log import RunLog, write_json
 
 RUN_LOG = "run_log.json"
 
@@ -268,112 +267,6 @@ def build_model(config, input_shape, num_classes):
     return model
 
 
-class Delayed(keras.callbacks.Callback):
-    """Runs a ramp callback (``EpsilonSchedule``, ``LambdaSchedule``) ``epochs`` epochs
-    late. During the first ``epochs`` epochs (the warm-up) ``hold(model)`` sets the value
-    to keep (the ramp's first value); then the ramp runs with epoch numbers shifted by
-    ``epochs``. Evaluation and end-of-training hooks pass through unchanged."""
-
-    def __init__(self, schedule, epochs, hold):
-        super().__init__()
-        self.schedule, self.epochs, self.hold = schedule, int(epochs), hold
-        self._warming = True
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.schedule.set_model(model)
-
-    def set_params(self, params):
-        super().set_params(params)
-        self.schedule.set_params(params)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._warming = epoch < self.epochs
-        if self._warming:
-            self.hold(self.model)
-        else:
-            self.schedule.on_epoch_begin(epoch - self.epochs, logs)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if not self._warming:
-            self.schedule.on_train_batch_begin(batch, logs)
-
-    def on_test_begin(self, logs=None):
-        self.schedule.on_test_begin(logs)
-
-    def on_test_end(self, logs=None):
-        self.schedule.on_test_end(logs)
-
-    def on_train_end(self, logs=None):
-        self.schedule.on_train_end(logs)
-
-
-class StepDecay(keras.callbacks.Callback):
-    """Step decay of the learning rate, set at every epoch begin: ``lr`` times ``factor``
-    to the number of ``milestones`` reached (epoch >= milestone) plus, with ``every`` > 0,
-    floor((epoch - start) / every) for epochs >= start (0 before ``start``): the
-    paper's CIFAR-10 rate halves at epochs start + 10, start + 20, ...
-
-    Args:
-        lr: the initial learning rate (> 0).
-        factor: the decay factor in (0, 1] (0.1: the rate drops to a tenth).
-        milestones: epochs (0-based) at which the rate is multiplied by ``factor``.
-        every, start: decay every ``every`` epochs counted from epoch ``start``.
-    """
-
-    def __init__(self, lr, factor, milestones=(), every=0, start=0):
-        super().__init__()
-        if not lr > 0 or not 0 < factor <= 1:
-            raise ValueError(f"StepDecay needs lr > 0 and factor in (0, 1]. Received: "
-                             f"lr={lr}, factor={factor}")
-        self.lr, self.factor = float(lr), float(factor)
-        self.milestones, self.every, self.start = sorted(milestones), int(every), int(start)
-
-    def rate(self, epoch):
-        """The learning rate of ``epoch`` (0-based)."""
-        steps = sum(epoch >= milestone for milestone in self.milestones)
-        if self.every:
-            steps += max(epoch - self.start, 0) // self.every
-        return self.lr * self.factor ** steps
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate.assign(self.rate(epoch))
-
-
-class RunLog(keras.callbacks.Callback):
-    """Keeps the history and the seconds of every finished epoch in ``path`` (next to the
-    ``BackupAndRestore`` backup), so that a resumed run reports the epochs trained before
-    the interruption too. The first epoch of a ``fit`` call says where training resumed;
-    logged epochs from there on (never backed up) are dropped. With ``write=False`` (the
-    workers other than the chief) it reads the file but never writes it."""
-
-    def __init__(self, path, write=True):
-        super().__init__()
-        self.path, self.write = path, write
-        self.history, self.seconds = {}, []
-        self._begin = None
-
-    def on_train_begin(self, logs=None):
-        if os.path.exists(self.path):
-            with open(self.path) as handle:
-                saved = json.load(handle)
-            self.history, self.seconds = saved["history"], saved["seconds"]
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._begin is None:
-            self.seconds = self.seconds[:epoch]
-            self.history = {key: values[:epoch] for key, values in self.history.items()}
-        self._begin = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._begin)
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        if self.write:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            write_json(self.path, {"history": self.history, "seconds": self.seconds})
-
-
 def tensorboard_callback(log_dir):
     """``keras.callbacks.TensorBoard(log_dir)``; ImportError with the install command when
     the tensorboard package (not installed by TensorFlow 2.21) is missing."""
@@ -489,12 +382,6 @@ def save(model, output_dir, name="model"):
     for path in paths:
         model.save(path)
     return paths
-
-
-def write_json(path, payload):
-    """Writes ``payload`` as indented JSON (arrays as lists)."""
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=2, default=lambda v: np.asarray(v).tolist())
 
 
 def evaluate_model(model, x, y, config):

@@ -1,5 +1,5 @@
-"""Schedules for epsilon, the loss's lambda and the learning rate, and the epoch-end
-convergence of the global power iterates."""
+"""Schedules for epsilon, the loss's lambda and the learning rate (ramps, a delayed start
+and step decay), and the epoch-end convergence of the global power iterates."""
 import math
 
 import keras
@@ -174,3 +174,75 @@ class ConvergeGlobalNorms(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._converge()
+
+
+class Delayed(keras.callbacks.Callback):
+    """Runs a ramp callback (``EpsilonSchedule``, ``LambdaSchedule``) ``epochs`` epochs
+    late. During the first ``epochs`` epochs (the warm-up) ``hold(model)`` sets the value
+    to keep (the ramp's first value); then the ramp runs with epoch numbers shifted by
+    ``epochs``. Evaluation and end-of-training hooks pass through unchanged."""
+
+    def __init__(self, schedule, epochs, hold):
+        super().__init__()
+        self.schedule, self.epochs, self.hold = schedule, int(epochs), hold
+        self._warming = True
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.schedule.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.schedule.set_params(params)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._warming = epoch < self.epochs
+        if self._warming:
+            self.hold(self.model)
+        else:
+            self.schedule.on_epoch_begin(epoch - self.epochs, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._warming:
+            self.schedule.on_train_batch_begin(batch, logs)
+
+    def on_test_begin(self, logs=None):
+        self.schedule.on_test_begin(logs)
+
+    def on_test_end(self, logs=None):
+        self.schedule.on_test_end(logs)
+
+    def on_train_end(self, logs=None):
+        self.schedule.on_train_end(logs)
+
+
+class StepDecay(keras.callbacks.Callback):
+    """Step decay of the learning rate, set at every epoch begin: ``lr`` times ``factor``
+    to the number of ``milestones`` reached (epoch >= milestone) plus, with ``every`` > 0,
+    floor((epoch - start) / every) for epochs >= start (0 before ``start``): the
+    paper's CIFAR-10 rate halves at epochs start + 10, start + 20, ...
+
+    Args:
+        lr: the initial learning rate (> 0).
+        factor: the decay factor in (0, 1] (0.1: the rate drops to a tenth).
+        milestones: epochs (0-based) at which the rate is multiplied by ``factor``.
+        every, start: decay every ``every`` epochs counted from epoch ``start``.
+    """
+
+    def __init__(self, lr, factor, milestones=(), every=0, start=0):
+        super().__init__()
+        if not lr > 0 or not 0 < factor <= 1:
+            raise ValueError(f"StepDecay needs lr > 0 and factor in (0, 1]. Received: "
+                             f"lr={lr}, factor={factor}")
+        self.lr, self.factor = float(lr), float(factor)
+        self.milestones, self.every, self.start = sorted(milestones), int(every), int(start)
+
+    def rate(self, epoch):
+        """The learning rate of ``epoch`` (0-based)."""
+        steps = sum(epoch >= milestone for milestone in self.milestones)
+        if self.every:
+            steps += max(epoch - self.start, 0) // self.every
+        return self.lr * self.factor ** steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(self.rate(epoch))
