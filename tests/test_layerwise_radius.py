@@ -284,15 +284,23 @@ def test_mnist_layerwise_certifies_a_superset(layerwise_mnist_model):
     assert np.mean(bounds["local"] < paper_bounds["local"] * (1 - 1e-3)) > 0
 
 
-def test_layerwise_training_uses_the_per_sample_store():
-    """'local_layerwise' runs per-sample power iterations, so an attached store is read
-    and written in training as for 'local'."""
+def model_with_store(bound):
+    """(model, store, data): a compiled dense 6-8-8-3 LocalGloroNet at eps 0.1 with
+    ``bound``, a store for 32 samples attached, and an indexed dataset of 32 random
+    samples in batches of 16."""
     x = np.random.default_rng(0).uniform(size=(32, 6)).astype(np.float32)
     y = np.arange(32) % 3
     f = keras.Sequential([keras.Input((6,)), Dense(8), ReLU(), Dense(8), ReLU(), Dense(3)])
-    model = gl.LocalGloroNet(f, 0.1, bound="local_layerwise")
+    model = gl.LocalGloroNet(f, 0.1, bound=bound)
     model.compile("adam")
     store = model.attach_store(32)
     data = tf.data.Dataset.from_tensor_slices(((x, np.arange(32)), y)).batch(16)
+    return model, store, data
+
+
+def test_layerwise_training_uses_the_per_sample_store():
+    """'local_layerwise' runs per-sample power iterations, so an attached store is read
+    and written in training as for 'local'."""
+    model, store, data = model_with_store("local_layerwise")
     model.fit(data, epochs=1, verbose=0)
     assert all(np.any(t.numpy() != 0) for t in store.tables if t is not None)

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from conftest import sample_ball
 from test_layerwise_radius import (CASES, assert_not_looser, check_dense_disc, margins,
-                                   random_network)
+                                   model_with_store, random_network)
 from test_worked_example import X, example
 import gloro_local as gl
 from gloro_local import LocalGloroNet
@@ -225,18 +225,13 @@ def test_training_with_relaxation_boxes():
     """The relaxed bounds train (the gradient flows through the chunked backward pass),
     with a warning that they are meant for certification, and the store is read and
     written as for 'local'."""
-    x = np.random.default_rng(0).uniform(size=(32, 6)).astype(np.float32)
-    y = np.arange(32) % 3
-    f = keras.Sequential([keras.Input((6,)), Dense(8), ReLU(), Dense(8), ReLU(), Dense(3)])
-    model = gl.LocalGloroNet(f, 0.1, bound="local_layerwise_relaxed")
-    model.compile("adam")
-    store = model.attach_store(32)
-    before = [w.numpy().copy() for w in f.trainable_weights]
-    data = tf.data.Dataset.from_tensor_slices(((x, np.arange(32)), y)).batch(16)
+    model, store, data = model_with_store("local_layerwise_relaxed")
+    before = [w.numpy().copy() for w in model.f.trainable_weights]
     with pytest.warns(UserWarning, match="certification tool"):
         history = model.fit(data, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
-    assert all(np.any(w.numpy() != b) for w, b in zip(f.trainable_weights, before))
+    weights = model.f.trainable_weights
+    assert all(np.any(w.numpy() != b) for w, b in zip(weights, before))
     assert all(np.any(t.numpy() != 0) for t in store.tables if t is not None)
     assert get_bound("local_layerwise_relaxed").per_sample_norms
 

@@ -13,10 +13,15 @@ __all__ = ["NORMS", "backward_bounds", "backward_from", "close", "linear_output_
 NORMS = ("linf", "l2")
 
 
-def _check(network, spec, boxes, norm, lower_slopes, clip):
-    """ValueError for arguments the pass cannot use."""
+def _check_norm(norm):
+    """ValueError unless ``norm`` is one the pass closes in."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}. Received: norm={norm!r}")
+
+
+def _check(network, spec, boxes, norm, lower_slopes, clip):
+    """ValueError for arguments the pass cannot use."""
+    _check_norm(norm)
     if clip is not None and norm != "linf":
         raise ValueError(f"clip applies to norm='linf' only. Received: norm={norm!r}, "
                          f"clip={clip!r}")
@@ -178,8 +183,7 @@ def linear_output_bounds(network, index, x, epsilon, boxes, norm="l2", rows_per_
     Returns:
         (lower, upper), each (B,) + the seam's output shape.
     """
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}. Received: norm={norm!r}")
+    _check_norm(norm)
     seam = network.seams[index]
     if not isinstance(seam, LinearSeam):
         raise ValueError(f"seam {index} is not a linear layer. Received: {seam.name!r}")
