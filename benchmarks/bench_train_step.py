@@ -8,7 +8,10 @@ Variants (all with ``--iterations`` power iterations, default 2: the paper's set
   local        bound='local', stored vectors, float32: the paper's own setting
   local_bf16   the same with training_dtype='bfloat16'
   local_nobox  float32 with box_gradient=False
-  local_fast   bfloat16 with box_gradient=False (the fastest documented configuration)
+  local_fast   bfloat16 with box_gradient=False
+  local_box2   float32, the box through the first 2 hidden layers only (box_layers=2)
+  fast_box2    bfloat16, box_gradient=False, box_layers=2 (the fastest documented
+               configuration)
   layerwise    bound='local_layerwise' (layer-wise local radii), float32
   relaxed      bound='local_relaxed' (relaxation boxes), float32
   both         bound='local_layerwise_relaxed', float32
@@ -52,6 +55,9 @@ VARIANTS = {
     "local_bf16": dict(bound="local", training_dtype="bfloat16"),
     "local_nobox": dict(bound="local", box_gradient=False),
     "local_fast": dict(bound="local", training_dtype="bfloat16", box_gradient=False),
+    "local_box2": dict(bound="local", box_layers=2),
+    "fast_box2": dict(bound="local", training_dtype="bfloat16", box_gradient=False,
+                      box_layers=2),
     "layerwise": dict(bound="local_layerwise"),
     "relaxed": dict(bound="local_relaxed"),
     "both": dict(bound="local_layerwise_relaxed"),

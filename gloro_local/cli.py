@@ -62,6 +62,9 @@ HELP = {
                       "bfloat16 where the hardware has it natively)",
     "box_gradient": "backpropagate through the boxes of earlier layers (--nobox_gradient: "
                     "about half the box cost, see docs/results.md)",
+    "box_layers": "in training, carry the box through the first N hidden linear layers "
+                  "only and bound the later ones by the ball alone (none: all, the "
+                  "paper's; see docs/results.md)",
     "strategy": "none | mirrored | multi_worker (MultiWorkerMirroredStrategy over the "
                 "cluster of TF_CONFIG, the store sharded by worker: docs/multi_worker.md)",
     "output_dir": "where models and reports go",

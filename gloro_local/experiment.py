@@ -84,6 +84,7 @@ class Config:
     lam_theta: float = 0.0
     training_dtype: str = "auto"
     box_gradient: bool = True
+    box_layers: Optional[int] = None
     store: bool = True
     strategy: str = "none"
     tensorboard: bool = False
@@ -136,7 +137,7 @@ def _check_lambda(config):
 LINF_ONLY = ("relaxation", "beta_start", "beta_end", "kappa_start", "kappa_end")
 L2_ONLY = ("bound", "power_iterations", "worst_logit_steps", "local_layers", "lam",
            "lam_start", "lam_end", "lam_ramp_epochs", "lam_sparse", "lam_theta",
-           "training_dtype", "box_gradient")
+           "training_dtype", "box_gradient", "box_layers")
 LINF_LOSS = "mixed_crossentropy"
 
 
@@ -261,7 +262,8 @@ def build_model(config, input_shape, num_classes):
                           local_layers=config.local_layers, lam_sparse=config.lam_sparse,
                           lam_theta=config.lam_theta, seed=config.seed,
                           training_dtype=config.training_dtype,
-                          box_gradient=config.box_gradient)
+                          box_gradient=config.box_gradient,
+                          box_layers=config.box_layers)
     lam = config.lam if config.lam_start is None else config.lam_start
     model.compile(keras.optimizers.Adam(config.lr), loss=get_loss(config.loss, lam=lam))
     return model
@@ -367,7 +369,9 @@ def train(config):
     elif config.verbose:
         print(f"training {config.arch} with the {config.bound} bound; training-time bounds "
               f"in {model.training_dtype} (training_dtype={config.training_dtype!r})"
-              + ("" if config.box_gradient else ", box gradient stopped"))
+              + ("" if config.box_gradient else ", box gradient stopped")
+              + ("" if config.box_layers is None
+                 else f", box through the first {config.box_layers} hidden layers only"))
     chief = multi_worker.is_chief(strategy)
     run_callbacks = callbacks(config, config.output_dir, chief)
     model.fit(train_ds, epochs=config.epochs, verbose=config.verbose if chief else 0,

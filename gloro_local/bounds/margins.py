@@ -15,7 +15,7 @@ def check_bound(bound, norm="l2"):
 
 def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts,
                     budget, worst_steps=None, capped=False, box_gradient=True, beta=1.0,
-                    eta=1.0, seed=None):
+                    eta=1.0, seed=None, box_layers=None):
     """Walks ``bound`` through ``network`` and returns its worst-case logits (``Margins``).
 
     The l2 bounds ('local', 'global', 'gloro', and the 'crown_ibp_l2' baseline) and the
@@ -44,14 +44,15 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
         worst_steps: clipping steps of the worst-logit iteration (None: exact).
         capped: use ``capped_sigmas`` (inference and certification) rather than the raw,
             differentiable estimates (training).
-        box_gradient: as in ``walk`` (training option).
+        box_gradient, box_layers: as in ``walk`` (training options).
         beta, eta, seed: options of the linear-relaxation bounds (``BoundContext``).
     """
     bound = get_bound(bound)
     x = tf.cast(x, epsilon.dtype)
     context = BoundContext(global_sigmas, starts, budget, worst_steps, capped, x, beta, eta,
                            seed)
-    propagation = walk(network, bound, x, epsilon, global_sigmas, box_gradient, context)
+    propagation = walk(network, bound, x, epsilon, global_sigmas, box_gradient, context,
+                       box_layers)
     return bound.logit_step(network, propagation, epsilon, reference, context)
 
 

@@ -39,7 +39,8 @@ class Propagation(NamedTuple):
     records: List[Optional[Any]] = ()
 
 
-def walk(network, bound, x, epsilon, layer_norms, box_gradient=True, context=None):
+def walk(network, bound, x, epsilon, layer_norms, box_gradient=True, context=None,
+         box_layers=None):
     """Walks ``bound`` (a ``Bound`` or its name) through ``network``: its initial state,
     then its step for every layer but the logit layer, recording every activation's
     pre-activation box and, when the bound tracks them, the masks of neurons that may
@@ -71,6 +72,10 @@ def walk(network, bound, x, epsilon, layer_norms, box_gradient=True, context=Non
             in the sparsity hinge) and backpropagation skips the box's path through the
             earlier layers (training option; the values are unchanged).
         context: the ``BoundContext`` handed to ``before_linear`` (None: none).
+        box_layers: None, or how many hidden linear layers (the first ones) carry the
+            box through; the later ones take ``bound.ball_step`` (the ball's bounds
+            alone: sound and cheaper, looser where the box would have been tighter;
+            training option).
 
     Returns:
         a ``Propagation``.
@@ -96,8 +101,11 @@ def walk(network, bound, x, epsilon, layer_norms, box_gradient=True, context=Non
             if not box_gradient:
                 state = state._replace(lo=tf.stop_gradient(state.lo),
                                        hi=tf.stop_gradient(state.hi))
-            norm = layer_norms[len(in_masks) - 1] if bound.uses_norms else None
-            state = bound.linear_step(seam, state, norm)
+            k = len(in_masks) - 1
+            norm = layer_norms[k] if bound.uses_norms else None
+            step = (bound.linear_step if box_layers is None or k < box_layers
+                    else bound.ball_step)
+            state = step(seam, state, norm)
             state = bound.after_linear(network, index, state, activations, epsilon, context)
             mask, rows_open, linear_shape = None, True, tf.shape(state.centre)
             continue

@@ -65,6 +65,8 @@ class LinearSeam(abc.ABC):
     Box:  c' = A c + b, rad' = |A| rad, with c, rad the box's midpoint and half-width.
     Ball: m' = A m + b; neuron i moves at most r * ||A_i,:|| (``row_norms``).
     Intersection: hi = min(c' + rad', m' + r ||A_i||), lo = max(c' - rad', m' - r ||A_i||).
+    Without the box (``propagate(..., box=False)``): lo, hi = m' -+ r ||A_i||, which also
+    encloses every output reachable in the ball (looser where the box would be tighter).
     The ball radius after the layer is r * ``lipschitz`` (an upper bound of ||A||_2).
     """
 
@@ -106,13 +108,16 @@ class LinearSeam(abc.ABC):
         rad = self.abs_linear((hi - lo) / 2.0)
         return mid - rad, mid + rad
 
-    def propagate(self, state, lipschitz):
-        """Pushes ``state`` through the layer; ``lipschitz`` is ||A||_2 (a scalar)."""
-        box_lo, box_hi = self.box(state.lo, state.hi)
+    def propagate(self, state, lipschitz, box=True):
+        """Pushes ``state`` through the layer; ``lipschitz`` is ||A||_2 (a scalar).
+        ``box=False`` skips the box image (two of the three convolutions) and keeps the
+        ball's bounds alone."""
         centre = self.affine(state.centre)
         ball_rad = per_sample(state.radius, centre) * cast_like(self.row_norms(), centre)
-        lo = tf.maximum(box_lo, centre - ball_rad)
-        hi = tf.minimum(box_hi, centre + ball_rad)
+        lo, hi = centre - ball_rad, centre + ball_rad
+        if box:
+            box_lo, box_hi = self.box(state.lo, state.hi)
+            lo, hi = tf.maximum(box_lo, lo), tf.minimum(box_hi, hi)
         return BoundState(centre, lo, hi, state.radius * cast_like(lipschitz, centre))
 
 

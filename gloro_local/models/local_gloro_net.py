@@ -1,4 +1,6 @@
 """LocalGloroNet: a Keras model whose extra output is the GloRo bottom logit."""
+import numbers
+
 import keras
 import tensorflow as tf
 
@@ -8,6 +10,18 @@ from gloro_local.models.bound_queries import BoundQueries
 from gloro_local.models.certified_model import CertifiedModel
 from gloro_local.models.training_steps import TrainingSteps
 from gloro_local.training.precision import resolve_training_dtype
+
+
+def check_box_layers(box_layers, hidden):
+    """``box_layers`` (None or an integer in [0, hidden]); ValueError otherwise."""
+    if box_layers is None:
+        return None
+    if (isinstance(box_layers, bool) or not isinstance(box_layers, numbers.Real)
+            or not float(box_layers).is_integer() or not 0 <= box_layers <= hidden):
+        raise ValueError(f"box_layers must be None or an integer in [0, {hidden}] (the "
+                         f"network has {hidden} hidden linear layers). Received: "
+                         f"box_layers={box_layers!r}")
+    return int(box_layers)
 
 
 @keras.saving.register_keras_serializable(package="gloro_local")
@@ -54,12 +68,20 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
             only): on 4C3F the box pass with its gradient costs about 1.9x less and a
             local-bound training step about 1.55x less; certificates are unchanged in
             kind (docs/results.md measures the effect on certified accuracy).
+        box_layers: None (the paper's bound: every hidden linear layer intersects the
+            box with the ball) or an integer k >= 0: in training only the first k hidden
+            linear layers carry the box x +- eps through, the later ones bound their
+            outputs by the ball alone, z(x) -+ r ||A_i|| (sound and cheaper: two of the
+            three convolutions of the box pass and their gradients are skipped; looser
+            only where the box would have been tighter, which ``box_usage.py`` in
+            benchmarks/ measures per layer). Inference, ``lipschitz_bounds`` and
+            ``certify`` always use the full box.
     """
 
     def __init__(self, f, epsilon, bound="local", power_iterations=2, eval_iterations=100,
                  eval_tol=1e-3, worst_logit_steps=10, local_layers=None, lam_sparse=0.0,
                  lam_theta=0.0, seed=0, training_dtype="auto", box_gradient=True,
-                 **kwargs):
+                 box_layers=None, **kwargs):
         super().__init__(**kwargs)
         self.wrap_classifier(f, epsilon)
         self.bound = check_bound(bound)
@@ -85,6 +107,7 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
         self.training_dtype_option = training_dtype
         self.training_dtype = resolve_training_dtype(training_dtype)
         self.box_gradient = bool(box_gradient)
+        self.box_layers = check_box_layers(box_layers, len(hidden_shapes))
         self.store = None
         self.built = True
 
@@ -119,7 +142,8 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
                                                 self.power_iterations if training else 0)
         if training:
             budget = dict(budget=self.power_iterations, worst_steps=self.worst_logit_steps,
-                          capped=False, box_gradient=self.box_gradient)
+                          capped=False, box_gradient=self.box_gradient,
+                          box_layers=self.box_layers)
         else:
             budget = dict(budget=StoppingRule(self.eval_iterations, self.eval_tol),
                           worst_steps=None, capped=True)
@@ -136,4 +160,4 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
                 "local_layers": list(self.local_layers), "lam_sparse": self.lam_sparse,
                 "lam_theta": self.lam_theta, "seed": self.seed,
                 "training_dtype": self.training_dtype_option,
-                "box_gradient": self.box_gradient}
+                "box_gradient": self.box_gradient, "box_layers": self.box_layers}

@@ -98,6 +98,12 @@ class Bound(abc.ABC):
     def linear_step(self, seam, state, layer_norm):
         """The state after a ``LinearSeam``; ``layer_norm`` bounds its spectral norm."""
 
+    def ball_step(self, seam, state, layer_norm):
+        """The state after a ``LinearSeam`` that does not carry the box through
+        (``walk``'s ``box_layers``): bounds with an l2 ball keep the ball's bounds alone;
+        the default, for bounds without one, is ``linear_step``."""
+        return self.linear_step(seam, state, layer_norm)
+
     def activation_step(self, seam, state):
         """The state after an ``ActivationSeam`` (default: its box and ball rule)."""
         return seam.propagate(state)

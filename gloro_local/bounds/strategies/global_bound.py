@@ -20,6 +20,9 @@ class GlobalBound(Bound):
     def linear_step(self, seam, state, layer_norm):
         return seam.propagate(state, layer_norm)
 
+    def ball_step(self, seam, state, layer_norm):
+        return seam.propagate(state, layer_norm, box=False)
+
     def logit_step(self, network, propagation, epsilon, reference, context):
         batch = tf.shape(propagation.penultimate.centre)[0]
         sigmas = global_per_sample(context, batch, tf.float32)
