@@ -11,6 +11,9 @@ the bound alone (``attack_steps=0, cheap_stages=False``), and:
   than sigma_l(x) times the distance its input moved: the claim each local norm makes.
 * small images with Conv2D and Flatten: PGD with restarts attacks every certified point
   and the distance the penultimate features move; sampled points check every block.
+
+Both checks run for the paper's local bound and for the tightest one
+(``radius='layerwise', boxes='relaxation'``: layer-wise radii and CROWN relaxation boxes).
 """
 import keras
 import numpy as np
@@ -24,6 +27,8 @@ from gloro_local.layers import ClippedMaxMin, Conv2D, Dense, Flatten, MaxMin, Re
 
 ACTIVATIONS = (ReLU, ReLUTheta, MaxMin, ClippedMaxMin)
 DISC_NETWORKS, IMAGE_NETWORKS, POINTS = 16, 6, 24
+WAYS = {"paper": dict(radius="global", boxes="interval"),
+        "tightest": dict(radius="layerwise", boxes="relaxation")}
 
 
 def random_activation(rng):
@@ -104,19 +109,20 @@ def has_elementwise_then_pairwise(f):
                for a, b in zip(kinds, kinds[1:]))
 
 
-def certified_and_bounds(f, x, eps):
+def certified_and_bounds(f, x, eps, way="paper"):
     model = LocalGloroNet(f, epsilon=eps)
-    certificate = model.certify(x, attack_steps=0, cheap_stages=False)
-    bounds = model.lipschitz_bounds(x, converge=True)
+    certificate = model.certify(x, attack_steps=0, cheap_stages=False, **WAYS[way])
+    bounds = model.lipschitz_bounds(x, converge=True, **WAYS[way])
     return certificate, bounds
 
 
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("seed", range(DISC_NETWORKS))
-def test_two_dimensional_random_stacks(seed):
+def test_two_dimensional_random_stacks(seed, way):
     f = disc_network(seed)
     x = np.random.default_rng(100 + seed).uniform(-1.0, 1.0, (POINTS, 2)).astype(np.float32)
     eps = 0.15
-    certificate, bounds = certified_and_bounds(f, x, eps)
+    certificate, bounds = certified_and_bounds(f, x, eps, way)
     offsets = disc_offsets(eps, grid=160, circle=1500).astype(np.float32)
     for k in range(POINTS):
         points = x[k] + offsets
@@ -163,13 +169,14 @@ def attack_features(features, x, eps, rng, restarts=3, steps=60):
     return best
 
 
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("seed", range(IMAGE_NETWORKS))
-def test_conv_random_stacks_survive_pgd(seed):
+def test_conv_random_stacks_survive_pgd(seed, way):
     f = image_network(seed)
     rng = np.random.default_rng(200 + seed)
     x = rng.uniform(0.0, 1.0, (POINTS, 6, 6, 2)).astype(np.float32)
     eps = 0.1
-    certificate, bounds = certified_and_bounds(f, x, eps)
+    certificate, bounds = certified_and_bounds(f, x, eps, way)
     moved = attack_features(penultimate(f), x, eps, rng)
     assert np.all(moved <= eps * bounds["local"] * (1 + 1e-4) + 1e-6)
     for k in range(POINTS):
