@@ -60,6 +60,17 @@ def tight_rule():
     return StoppingRule(max_iterations=10000, tol=1e-6)
 
 
+def benchmark_module(name):
+    """The script ``benchmarks/<name>.py`` imported as a module."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def dense_mnist_model(widths, examples):
     """A LocalGloroNet at eps 0.3 of Flatten, Dense(widths[0]), ReLUTheta, Dense(widths[1]),
     ReLU, Dense(10), trained one epoch (Adam 2e-3, batch 128, seed 7) on ``examples``

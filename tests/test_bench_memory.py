@@ -1,17 +1,10 @@
 """benchmarks/bench_memory.py: the bytes-per-sample figures against hand computations."""
-import importlib.util
-from pathlib import Path
-
+from conftest import benchmark_module
 from gloro_local.training.iterate_store import IterateStore
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_memory.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_memory", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("bench_memory")
 
 
 def test_bytes_per_sample_of_a_tiny_float16_store():

@@ -8,13 +8,15 @@ sound global norms), contain the full box-and-ball boxes, and equal them when k 
 every layer; the box image is computed for exactly the first k layers; a model trains
 with the option, keeps it through get_config and saving, and certifies exactly as the
 same weights without it (certificates always use the full box); bad values are refused.
+``benchmarks/box_usage.py`` reports that the box never tightens the first Dense layer
+(there it maps x +- eps to z -+ eps ||A_i||_1 >= eps ||A_i||_2, the ball's bound).
 """
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import sample_ball
+from conftest import benchmark_module, dense_mnist_model, sample_ball
 from test_random_stacks import disc_network, image_network
 from gloro_local import LocalGloroNet
 from gloro_local.bounds import check_epsilon, sound_global_norms
@@ -163,3 +165,22 @@ def test_bad_values_are_refused(value):
     with pytest.raises(ValueError, match=r"box_layers must be None or an integer in "
                                          r"\[0, 3\].*Received: box_layers="):
         small_model(box_layers=value)
+
+
+def test_box_usage_benchmark(tmp_path):
+    import json
+    model = dense_mnist_model((32, 16), 300)
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "out.json"
+    benchmark_module("box_usage").main([str(tmp_path / "m.keras"), "--points", "16",
+                                        "--epsilon", "0.5", "--output", str(out)])
+    rows = json.loads(out.read_text())["layers"]
+    assert [row["layer"] for row in rows] == [layer.name for layer in model.f.layers
+                                              if isinstance(layer, Dense)][:2]
+    first, second = rows
+    assert first["lower_tightened"] == 0.0 and first["upper_tightened"] == 0.0
+    assert first["width_with_box"] == pytest.approx(first["width_ball_only"], rel=1e-6)
+    for row in rows:
+        assert 0.0 <= row["lower_tightened"] <= 1.0 and 0.0 <= row["upper_tightened"] <= 1.0
+        assert row["width_with_box"] <= row["width_ball_only"] * (1 + 1e-6)
+        assert row["constant_with_box"] >= row["constant_ball_only"]

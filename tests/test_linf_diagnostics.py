@@ -1,25 +1,20 @@
 """benchmarks/linf_diagnostics.py: ReLU-state fractions and the tightness of every
 relaxation, each checked against an independent computation on one trained model."""
-import importlib.util
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import benchmark_module
 import gloro_local as gl
 from gloro_local.bounds import check_epsilon, compute_margins
 from gloro_local.bounds.linf import backward_bounds, ibp, specification
 from gloro_local.layers import Conv2D, Dense, Flatten, ReLU
 
-REPO = Path(__file__).resolve().parents[1]
 EPS = 0.05
-_spec = importlib.util.spec_from_file_location(
-    "linf_diagnostics", REPO / "benchmarks" / "linf_diagnostics.py")
-diagnostics = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(diagnostics)
+diagnostics = benchmark_module("linf_diagnostics")
 
 
 @pytest.fixture(scope="module")

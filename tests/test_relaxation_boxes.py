@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import sample_ball
+from conftest import benchmark_module, sample_ball
 from test_layerwise_radius import (CASES, assert_not_looser, check_dense_disc, margins,
                                    model_with_store, random_network)
 from test_worked_example import X, example
@@ -255,13 +255,8 @@ def test_tighter_bounds_benchmark(layerwise_mnist_model, tmp_path):
     """benchmarks/tighter_bounds.py on a saved model: every way is at most the paper's
     bound on every point, certifies at least as much, and the relaxation's cost is
     reported for the hidden layer after the first."""
-    import importlib.util
     import json
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tighter_bounds.py"
-    spec = importlib.util.spec_from_file_location("tighter_bounds", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = benchmark_module("tighter_bounds")
     model, _, _ = layerwise_mnist_model
     model.save(tmp_path / "m.keras")
     out = tmp_path / "out.json"
