@@ -55,12 +55,14 @@ class StoppingRule(NamedTuple):
 class FixedSteps(NamedTuple):
     """A training budget: ``steps`` unrolled ``gram_step``s from the start vectors.
 
-    sigma is the differentiable float32 norm ||M_out A M_in u|| of a unit vector u. By
-    default u = u_n, the vector after the n steps, which costs one more forward
-    application. With ``last_step_sigma`` u = u_{n-1}: the forward application of the
-    last step is taken in float32 with its gradient and gives sigma, and only its adjoint
-    remains, so the vector handed on (to the store) is still u_n. sigma is then the
-    estimate after n - 1 steps (never above the true norm either); a training option.
+    By default sigma is the differentiable float32 norm ||B u_n|| (B = M_out A M_in) of
+    the vector after the n steps, which costs one more forward application. With
+    ``last_step_sigma`` the last step's forward application v = B u_{n-1} is taken in
+    float32 with its gradient and only its adjoint remains (the vector handed on, to the
+    store, is still u_n), and sigma = ||B^T v|| / ||v||, differentiated as ||v|| times
+    that constant ratio. By the log-convexity of the moments u^T (B^T B)^k u,
+    ||B u_{n-1}|| <= sigma <= ||B u_n|| <= ||B||: between the estimates after n - 1 and
+    n steps, never above the true norm. A training option.
     """
 
     steps: int
@@ -153,12 +155,12 @@ class MaskedOperator:
         operator applications, one mask product on each side and one normalisation:
         nothing else passes over the activation-sized tensors (no sigma, no collapse
         check: a fixed-budget estimate is never a certificate)."""
-        return self.unit_adjoint(_masked(self.seam.linear(u), self.out_mask))
+        return normalize(self.adjoint_of_masked(_masked(self.seam.linear(u),
+                                                        self.out_mask)))
 
-    def unit_adjoint(self, v):
-        """M_in A^T v / ||.|| for v with v = M_out v (the second half of ``gram_step``)."""
-        return normalize(_masked(self.seam.linear_transpose(v, self.input_shape),
-                                 self.in_mask))
+    def adjoint_of_masked(self, v):
+        """M_in A^T v for v with v = M_out v (``adjoint`` without the mask v already has)."""
+        return _masked(self.seam.linear_transpose(v, self.input_shape), self.in_mask)
 
     def trivial(self, batch):
         """(B,) True where a mask deletes every input or every output: the masked operator
@@ -215,9 +217,13 @@ def power_iteration(operator, u, budget):
         u = tf.stop_gradient(operator.gram_step(u))
     if reuse:
         image = operator.image(u)
-        sigma = norms(image)
-        u = tf.stop_gradient(operator.unit_adjoint(tf.cast(tf.stop_gradient(image),
-                                                           u.dtype)))
+        forward = norms(image)
+        back = tf.stop_gradient(operator.adjoint_of_masked(
+            tf.cast(tf.stop_gradient(image), u.dtype)))
+        length = tf.cast(norms(back), tf.float32)
+        safe = tf.where(forward > 0.0, forward, 1.0)
+        sigma = forward * tf.stop_gradient(length / tf.square(safe))
+        u = normalize(back)
     else:
         sigma = operator.sigma(u)
     batch = tf.shape(u)[0]
