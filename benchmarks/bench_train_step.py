@@ -11,8 +11,6 @@ Variants (all with ``--iterations`` power iterations, default 2: the paper's set
   local_fast   bfloat16 with box_gradient=False
   local_box2   float32, the box through the first 2 hidden layers only (box_layers=2)
   fast_box2    bfloat16, box_gradient=False, box_layers=2
-  local_lean   float32, box_layers=2, last_step_sigma=True
-  fast_lean    bfloat16, box_gradient=False, box_layers=2, last_step_sigma=True
   layerwise    bound='local_layerwise' (layer-wise local radii), float32
   relaxed      bound='local_relaxed' (relaxation boxes), float32
   both         bound='local_layerwise_relaxed', float32
@@ -59,9 +57,6 @@ VARIANTS = {
     "local_box2": dict(bound="local", box_layers=2),
     "fast_box2": dict(bound="local", training_dtype="bfloat16", box_gradient=False,
                       box_layers=2),
-    "local_lean": dict(bound="local", box_layers=2, last_step_sigma=True),
-    "fast_lean": dict(bound="local", training_dtype="bfloat16", box_gradient=False,
-                      box_layers=2, last_step_sigma=True),
     "layerwise": dict(bound="local_layerwise"),
     "relaxed": dict(bound="local_relaxed"),
     "both": dict(bound="local_layerwise_relaxed"),

@@ -65,8 +65,6 @@ HELP = {
     "box_layers": "in training, carry the box through the first N hidden linear layers "
                   "only and bound the later ones by the ball alone (none: all, the "
                   "paper's; see docs/results.md)",
-    "last_step_sigma": "in training, take each per-sample sigma from the last power-"
-                       "iteration step's forward (one convolution per layer fewer)",
     "strategy": "none | mirrored | multi_worker (MultiWorkerMirroredStrategy over the "
                 "cluster of TF_CONFIG, the store sharded by worker: docs/multi_worker.md)",
     "output_dir": "where models and reports go",

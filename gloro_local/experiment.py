@@ -85,7 +85,6 @@ class Config:
     training_dtype: str = "auto"
     box_gradient: bool = True
     box_layers: Optional[int] = None
-    last_step_sigma: bool = False
     store: bool = True
     strategy: str = "none"
     tensorboard: bool = False
@@ -138,7 +137,7 @@ def _check_lambda(config):
 LINF_ONLY = ("relaxation", "beta_start", "beta_end", "kappa_start", "kappa_end")
 L2_ONLY = ("bound", "power_iterations", "worst_logit_steps", "local_layers", "lam",
            "lam_start", "lam_end", "lam_ramp_epochs", "lam_sparse", "lam_theta",
-           "training_dtype", "box_gradient", "box_layers", "last_step_sigma")
+           "training_dtype", "box_gradient", "box_layers")
 LINF_LOSS = "mixed_crossentropy"
 
 
@@ -264,8 +263,7 @@ def build_model(config, input_shape, num_classes):
                           lam_theta=config.lam_theta, seed=config.seed,
                           training_dtype=config.training_dtype,
                           box_gradient=config.box_gradient,
-                          box_layers=config.box_layers,
-                          last_step_sigma=config.last_step_sigma)
+                          box_layers=config.box_layers)
     lam = config.lam if config.lam_start is None else config.lam_start
     model.compile(keras.optimizers.Adam(config.lr), loss=get_loss(config.loss, lam=lam))
     return model
@@ -373,8 +371,7 @@ def train(config):
               f"in {model.training_dtype} (training_dtype={config.training_dtype!r})"
               + ("" if config.box_gradient else ", box gradient stopped")
               + ("" if config.box_layers is None
-                 else f", box through the first {config.box_layers} hidden layers only")
-              + (", sigma from the last step's forward" if config.last_step_sigma else ""))
+                 else f", box through the first {config.box_layers} hidden layers only"))
     chief = multi_worker.is_chief(strategy)
     run_callbacks = callbacks(config, config.output_dir, chief)
     model.fit(train_ds, epochs=config.epochs, verbose=config.verbose if chief else 0,

@@ -6,9 +6,8 @@ from gloro_local.bounds.local_norms import local_norms
 from gloro_local.bounds.margins import BOUNDS, Margins, check_bound, compute_margins
 from gloro_local.bounds.network import SeamNetwork
 from gloro_local.bounds.passes import bound_pass, logits_pass
-from gloro_local.bounds.power_iteration import (SOLVERS, FixedSteps, MaskedOperator,
-                                                PowerIterationResult, StoppingRule, normalize,
-                                                power_iteration)
+from gloro_local.bounds.power_iteration import (SOLVERS, MaskedOperator, PowerIterationResult,
+                                                StoppingRule, normalize, power_iteration)
 from gloro_local.bounds.propagation import ActivationBox, Propagation, propagate, walk
 from gloro_local.bounds.sound_norms import (CertificateGlobals, certificate_globals,
                                             check_weights, sound_global_norms)
@@ -19,8 +18,7 @@ from gloro_local.bounds.worst_logits import (bottom_logit, pair_directions, wors
                                              worst_offsets)
 
 __all__ = ["ActivationBox", "BOUNDS", "Bound", "BoundContext", "bound_names", "get_bound",
-           "register", "walk", "SOLVERS", "CertificateGlobals", "FixedSteps", "GlobalNorms",
-           "Margins",
+           "register", "walk", "SOLVERS", "CertificateGlobals", "GlobalNorms", "Margins",
            "MaskedOperator", "PowerIterationResult", "Propagation", "SeamNetwork",
            "StoppingRule", "bottom_logit", "bound_pass", "certificate_globals",
            "check_bound", "check_epsilon", "check_weights", "compute_margins",

@@ -52,23 +52,6 @@ class StoppingRule(NamedTuple):
         return self
 
 
-class FixedSteps(NamedTuple):
-    """A training budget: ``steps`` unrolled ``gram_step``s from the start vectors.
-
-    By default sigma is the differentiable float32 norm ||B u_n|| (B = M_out A M_in) of
-    the vector after the n steps, which costs one more forward application. With
-    ``last_step_sigma`` the last step's forward application v = B u_{n-1} is taken in
-    float32 with its gradient and only its adjoint remains (the vector handed on, to the
-    store, is still u_n), and sigma = ||B^T v|| / ||v||, differentiated as ||v|| times
-    that constant ratio. By the log-convexity of the moments u^T (B^T B)^k u,
-    ||B u_{n-1}|| <= sigma <= ||B u_n|| <= ||B||: between the estimates after n - 1 and
-    n steps, never above the true norm. A training option.
-    """
-
-    steps: int
-    last_step_sigma: bool = False
-
-
 class PowerIterationResult(NamedTuple):
     """sigma: (B,) ||M_out A M_in u|| with unit u (never above the true norm); u: (B, ...)
     final unit input vectors; iterations: (B,) int32 steps taken by each sample;
@@ -155,12 +138,9 @@ class MaskedOperator:
         operator applications, one mask product on each side and one normalisation:
         nothing else passes over the activation-sized tensors (no sigma, no collapse
         check: a fixed-budget estimate is never a certificate)."""
-        return normalize(self.adjoint_of_masked(_masked(self.seam.linear(u),
-                                                        self.out_mask)))
-
-    def adjoint_of_masked(self, v):
-        """M_in A^T v for v with v = M_out v (``adjoint`` without the mask v already has)."""
-        return _masked(self.seam.linear_transpose(v, self.input_shape), self.in_mask)
+        v = _masked(self.seam.linear(u), self.out_mask)
+        return normalize(_masked(self.seam.linear_transpose(v, self.input_shape),
+                                 self.in_mask))
 
     def trivial(self, batch):
         """(B,) True where a mask deletes every input or every output: the masked operator
@@ -185,49 +165,32 @@ class MaskedOperator:
 
         return normalize(tf.cond(tf.reduce_any(empty), restart, lambda: u))
 
-    def image(self, u):
-        """M_out A M_in u in float32 whatever dtype the iteration ran in; differentiable
-        in the layer's weights (not in u)."""
+    def sigma(self, u):
+        """||M_out A M_in u|| for unit u, in float32 whatever dtype the iteration ran in;
+        differentiable in the layer's weights."""
         u = tf.cast(tf.stop_gradient(u), tf.float32)
         in_mask, out_mask = (None if m is None else tf.cast(m, tf.float32)
                              for m in (self.in_mask, self.out_mask))
-        return _masked(self.seam.linear(_masked(u, in_mask)), out_mask)
-
-    def sigma(self, u):
-        """||M_out A M_in u|| for unit u (``image``), in float32; differentiable in the
-        layer's weights."""
-        return norms(self.image(u))
+        return norms(_masked(self.seam.linear(_masked(u, in_mask)), out_mask))
 
 
 def power_iteration(operator, u, budget):
     """Runs power iteration on ``operator`` from start vectors ``u`` (B, ...).
 
-    ``budget`` is an int or a ``FixedSteps`` (exactly that many ``gram_step``s for every
-    sample, unrolled: training) or a ``StoppingRule`` (each sample's vector is frozen
-    once it converged and leaves the loop soon after; the loop ends when every sample
-    converged or after ``max_iterations`` steps). Iterations carry no gradient; only the
-    final sigma = ||M_out A M_in u|| does (as GloRo does for its global bound).
+    ``budget`` is an int (exactly that many ``gram_step``s for every sample, unrolled:
+    training) or a ``StoppingRule`` (each sample's vector is frozen once it converged and
+    leaves the loop soon after; the loop ends when every sample converged or after
+    ``max_iterations`` steps). Iterations carry no gradient; only the final
+    sigma = ||M_out A M_in u|| does (as GloRo does for its global bound).
     """
     u = tf.stop_gradient(operator.start(u))
-    if isinstance(budget, StoppingRule):
-        return _converge(operator, u, budget)
-    budget = budget if isinstance(budget, FixedSteps) else FixedSteps(int(budget))
-    steps, reuse = int(budget.steps), budget.last_step_sigma and budget.steps >= 1
-    for _ in range(steps - 1 if reuse else steps):
-        u = tf.stop_gradient(operator.gram_step(u))
-    if reuse:
-        image = operator.image(u)
-        forward = norms(image)
-        back = tf.stop_gradient(operator.adjoint_of_masked(
-            tf.cast(tf.stop_gradient(image), u.dtype)))
-        length = tf.cast(norms(back), tf.float32)
-        safe = tf.where(forward > 0.0, forward, 1.0)
-        sigma = forward * tf.stop_gradient(length / tf.square(safe))
-        u = normalize(back)
-    else:
-        sigma = operator.sigma(u)
     batch = tf.shape(u)[0]
-    return PowerIterationResult(sigma, u, tf.fill([batch], steps), tf.zeros([batch], tf.bool))
+    if not isinstance(budget, StoppingRule):
+        for _ in range(int(budget)):
+            u = tf.stop_gradient(operator.gram_step(u))
+        return PowerIterationResult(operator.sigma(u), u, tf.fill([batch], int(budget)),
+                                    tf.zeros([batch], tf.bool))
+    return _converge(operator, u, budget)
 
 
 def _step(operator, state, tol):

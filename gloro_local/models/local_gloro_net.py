@@ -4,8 +4,8 @@ import numbers
 import keras
 import tensorflow as tf
 
-from gloro_local.bounds import (FixedSteps, GlobalNorms, StoppingRule, check_bound,
-                                compute_margins, random_start, warm_start)
+from gloro_local.bounds import (GlobalNorms, StoppingRule, check_bound, compute_margins,
+                                random_start, warm_start)
 from gloro_local.models.bound_queries import BoundQueries
 from gloro_local.models.certified_model import CertifiedModel
 from gloro_local.models.training_steps import TrainingSteps
@@ -76,17 +76,12 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
             only where the box would have been tighter, which ``box_usage.py`` in
             benchmarks/ measures per layer). Inference, ``lipschitz_bounds`` and
             ``certify`` always use the full box.
-        last_step_sigma: in training, the per-sample sigma is the float32 forward
-            application of the last power-iteration step, ||M A M u_{n-1}|| (one forward
-            convolution per layer fewer; the stored vector still advances n steps)
-            rather than one more forward after it (``FixedSteps``). Certificates are
-            unaffected.
     """
 
     def __init__(self, f, epsilon, bound="local", power_iterations=2, eval_iterations=100,
                  eval_tol=1e-3, worst_logit_steps=10, local_layers=None, lam_sparse=0.0,
                  lam_theta=0.0, seed=0, training_dtype="auto", box_gradient=True,
-                 box_layers=None, last_step_sigma=False, **kwargs):
+                 box_layers=None, **kwargs):
         super().__init__(**kwargs)
         self.wrap_classifier(f, epsilon)
         self.bound = check_bound(bound)
@@ -113,7 +108,6 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
         self.training_dtype = resolve_training_dtype(training_dtype)
         self.box_gradient = bool(box_gradient)
         self.box_layers = check_box_layers(box_layers, len(hidden_shapes))
-        self.last_step_sigma = bool(last_step_sigma)
         self.store = None
         self.built = True
 
@@ -147,8 +141,7 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
         global_sigmas = self.global_norms.norms(self.hidden_seams(),
                                                 self.power_iterations if training else 0)
         if training:
-            budget = dict(budget=FixedSteps(self.power_iterations, self.last_step_sigma),
-                          worst_steps=self.worst_logit_steps,
+            budget = dict(budget=self.power_iterations, worst_steps=self.worst_logit_steps,
                           capped=False, box_gradient=self.box_gradient,
                           box_layers=self.box_layers)
         else:
@@ -167,5 +160,4 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
                 "local_layers": list(self.local_layers), "lam_sparse": self.lam_sparse,
                 "lam_theta": self.lam_theta, "seed": self.seed,
                 "training_dtype": self.training_dtype_option,
-                "box_gradient": self.box_gradient, "box_layers": self.box_layers,
-                "last_step_sigma": self.last_step_sigma}
+                "box_gradient": self.box_gradient, "box_layers": self.box_layers}
