@@ -2,18 +2,42 @@
 import tensorflow as tf
 
 from gloro_local.bounds.block_solver import lobpcg
-from gloro_local.bounds.power_iteration import MaskedOperator, StoppingRule, power_iteration
+from gloro_local.bounds.power_iteration import (MaskedOperator, PowerIterationResult,
+                                                StoppingRule, power_iteration)
 
 
-def masked_norm(operator, start, budget):
+def _unmasked(operator):
+    """A scalar bool: no mask of ``operator`` deletes any neuron of any sample."""
+    return tf.reduce_all([tf.reduce_min(mask) >= 1.0 for mask in operator.masks()])
+
+
+def masked_norm(operator, start, budget, global_sigma=None):
     """The norm of one ``MaskedOperator`` from ``start``: ``lobpcg`` for a 'lobpcg'
     ``StoppingRule``, ``power_iteration`` for a 'power' rule or a number of steps.
-    Returns a ``PowerIterationResult``."""
-    converges = isinstance(budget, StoppingRule) and budget.solver == "lobpcg"
-    return (lobpcg if converges else power_iteration)(operator, start, budget)
+
+    With a number of steps (training) and ``global_sigma`` (B,), the layer's global norm
+    estimate: when no mask deletes any neuron of any sample of the batch, M_out A M_in = A
+    for every sample, so the iteration is skipped and sigma is that global norm (the
+    start vectors are handed back unchanged). Certification (a ``StoppingRule``) always
+    iterates. Returns a ``PowerIterationResult``."""
+    if isinstance(budget, StoppingRule):
+        return (lobpcg if budget.solver == "lobpcg" else power_iteration)(
+            operator, start, budget)
+    if global_sigma is None:
+        return power_iteration(operator, start, budget)
+    batch = tf.shape(start)[0]
+
+    def skipped():
+        return PowerIterationResult(global_sigma, start, tf.zeros([batch], tf.int32),
+                                    tf.zeros([batch], tf.bool))
+
+    if not operator.masks():
+        return skipped()
+    return tf.cond(_unmasked(operator), skipped,
+                   lambda: power_iteration(operator, start, budget))
 
 
-def local_norms(network, propagation, starts, budget):
+def local_norms(network, propagation, starts, budget, global_sigmas=None):
     """Masked power iteration for every hidden linear layer whose start vectors are given.
 
     Args:
@@ -23,17 +47,22 @@ def local_norms(network, propagation, starts, budget):
             layer's global norm instead (always sound: ||M_out A M_in|| <= ||A||).
         budget: as in ``power_iteration`` (steps, or a ``StoppingRule``, whose ``solver``
             picks ``lobpcg`` or ``power_iteration``).
+        global_sigmas: per hidden layer, (B,) global norm estimates: with a number of
+            steps, a layer no mask touches in the batch takes its global norm
+            (``masked_norm``); None: always iterate.
 
     Returns:
         per hidden layer a ``PowerIterationResult`` or None.
     """
     results = []
     dtype = propagation.penultimate.centre.dtype
-    for (seam, shape), start, in_mask, out_mask in zip(
-            network.hidden_layers(), starts, propagation.in_masks, propagation.out_masks):
+    global_sigmas = global_sigmas or [None] * len(starts)
+    for (seam, shape), start, in_mask, out_mask, global_sigma in zip(
+            network.hidden_layers(), starts, propagation.in_masks, propagation.out_masks,
+            global_sigmas):
         if start is None:
             results.append(None)
             continue
         operator = MaskedOperator(seam, shape, in_mask, out_mask)
-        results.append(masked_norm(operator, tf.cast(start, dtype), budget))
+        results.append(masked_norm(operator, tf.cast(start, dtype), budget, global_sigma))
     return results

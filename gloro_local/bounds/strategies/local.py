@@ -50,7 +50,8 @@ class LocalBound(GlobalBound):
     def logit_step(self, network, propagation, epsilon, reference, context):
         batch = tf.shape(propagation.penultimate.centre)[0]
         global_sigmas = global_per_sample(context, batch, tf.float32)
-        power = local_norms(network, propagation, context.starts, context.budget)
+        power = local_norms(network, propagation, context.starts, context.budget,
+                            global_sigmas)
         if context.capped:
             sigmas = capped_sigmas(power, global_sigmas, propagation.in_masks,
                                    propagation.out_masks, batch,

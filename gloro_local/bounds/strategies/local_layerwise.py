@@ -70,7 +70,8 @@ class LocalLayerwiseBound(LocalBound):
             return state, LayerRecord(global_sigma, None)
         seam, shape = network.hidden_layers()[k]
         operator = MaskedOperator(seam, shape, in_masks[k], out_masks[k])
-        power = masked_norm(operator, tf.cast(start, state.centre.dtype), context.budget)
+        power = masked_norm(operator, tf.cast(start, state.centre.dtype), context.budget,
+                            global_sigma)
         if context.capped:
             sigma = capped_sigmas([power], [global_sigma], [in_masks[k]], [out_masks[k]],
                                   batch, isinstance(context.budget, StoppingRule))[0]
