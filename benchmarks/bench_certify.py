@@ -97,17 +97,19 @@ def main():
                 lambda arch=arch: train(*train_data, arch, args.epsilon, args.epochs))
     print(f"{len(y)} MNIST test points from {data_dir or 'the embedded sample'}; "
           f"eps {args.epsilon}; local solver {args.solver}")
-    print(f"{'model':<28}{'mode':<22}{'seconds':>9}{'samples/s':>11}{'VRA':>8}  reasons")
+    width = max(28, *(len(source) + 2 for source in models))
+    print(f"{'model':<{width}}{'mode':<22}{'seconds':>9}{'samples/s':>11}{'VRA':>8}  reasons")
     results, same = {}, True
     for source, build in models.items():
         result = measure(build(), x, y, args)
         for mode in ("full_pipeline", "local_every_point")[:1 if args.pipeline_only else 2]:
             row = result[mode]
-            print(f"{source:<28}{mode:<22}{row['seconds']:>9.2f}{row['samples_per_s']:>11.2f}"
+            print(f"{source:<{width}}{mode:<22}{row['seconds']:>9.2f}"
+                  f"{row['samples_per_s']:>11.2f}"
                   f"{row['vra']:>8.3f}  {row['reasons']}")
         results[source] = result
         if not args.pipeline_only:
-            print(f"{source:<28}speed-up {result['speedup']:.2f}x; same certified points: "
+            print(f"{source:<{width}}speed-up {result['speedup']:.2f}x; same certified points: "
                   f"{result['same_certified']}")
             same = same and result["same_certified"]
     print(json.dumps({"points": len(y), "epsilon": args.epsilon, "solver": args.solver,

@@ -11,6 +11,7 @@ Variants (all with ``--iterations`` power iterations, default 2: the paper's set
   local_fast   bfloat16 with box_gradient=False
   local_box2   float32, the box through the first 2 hidden layers only (box_layers=2)
   fast_box2    bfloat16, box_gradient=False, box_layers=2
+  nobox_box2   float32, box_gradient=False, box_layers=2
   local_box0   float32, no box at all (box_layers=0: every layer bounded by the ball)
   fast_box0    bfloat16, box_layers=0
   layerwise    bound='local_layerwise' (layer-wise local radii), float32
@@ -59,6 +60,7 @@ VARIANTS = {
     "local_box2": dict(bound="local", box_layers=2),
     "fast_box2": dict(bound="local", training_dtype="bfloat16", box_gradient=False,
                       box_layers=2),
+    "nobox_box2": dict(bound="local", box_gradient=False, box_layers=2),
     "local_box0": dict(bound="local", box_layers=0),
     "fast_box0": dict(bound="local", training_dtype="bfloat16", box_layers=0),
     "layerwise": dict(bound="local_layerwise"),
