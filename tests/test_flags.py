@@ -78,6 +78,8 @@ def rejected(*argv, preset="quick_mnist"):
     (["--norm=linf", "--loss=crossentropy"], "norm 'linf' trains with loss "
                                              "'mixed_crossentropy'"),
     (["--lr_milestones=2"], "choose one learning-rate decay"),
+    (["--box_layers=-1"], "box_layers must be an integer >= 0. Received: box_layers='-1'"),
+    (["--norm=linf", "--box_layers=2"], "apply to norm 'l2' (LocalGloroNet) only"),
 ])
 def test_bad_values_are_rejected_with_one_line(argv, expected):
     assert expected in rejected(*argv)
@@ -102,6 +104,8 @@ def test_good_values_are_parsed_to_their_kinds(tmp_path):
     assert config.store is False and config.tensorboard is True
     assert parse().dataset is None  # the quick default asks for no dataset
     assert parse("--local_layers=", preset="paper_tiny_imagenet_8C2F").local_layers is None
+    assert parse("--box_layers=2").box_layers == 2
+    assert parse("--box_layers=none").box_layers is None and parse().box_layers is None
 
 
 def _run(script, *argv):
