@@ -3,12 +3,7 @@ import tensorflow as tf
 
 from gloro_local.bounds.block_solver import lobpcg
 from gloro_local.bounds.power_iteration import (MaskedOperator, PowerIterationResult,
-                                                StoppingRule, power_iteration)
-
-
-def _unmasked(operator):
-    """A scalar bool: no mask of ``operator`` deletes any neuron of any sample."""
-    return tf.reduce_all([tf.reduce_min(mask) >= 1.0 for mask in operator.masks()])
+                                                StoppingRule, power_iteration, unmasked)
 
 
 def masked_norm(operator, start, budget, global_sigma=None):
@@ -36,7 +31,8 @@ def masked_norm(operator, start, budget, global_sigma=None):
 
     if not operator.masks():
         return skipped()
-    return tf.cond(_unmasked(operator), skipped, lambda: solver(operator, start, budget))
+    plain = tf.reduce_all(unmasked(operator.in_mask, operator.out_mask, batch))
+    return tf.cond(plain, skipped, lambda: solver(operator, start, budget))
 
 
 def local_norms(network, propagation, starts, budget, global_sigmas=None):

@@ -83,6 +83,17 @@ def _masked(x, mask):
     return x if mask is None else x * mask
 
 
+def unmasked(in_mask, out_mask, batch):
+    """(B,) True where neither mask (0/1, or None: keeps all) deletes any neuron of the
+    sample: its masked operator M_out A M_in is A itself."""
+    keeps = tf.ones([batch], tf.bool)
+    for mask in (in_mask, out_mask):
+        if mask is not None:
+            keeps = tf.logical_and(
+                keeps, tf.reduce_min(mask, axis=tf.range(1, tf.rank(mask))) > 0.0)
+    return keeps
+
+
 class MaskedOperator:
     """B_x = M_out A M_in for one sample x, with adjoint M_in A^T M_out.
 

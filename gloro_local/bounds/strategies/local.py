@@ -2,17 +2,10 @@
 import tensorflow as tf
 
 from gloro_local.bounds.local_norms import local_norms
-from gloro_local.bounds.power_iteration import StoppingRule
+from gloro_local.bounds.power_iteration import StoppingRule, unmasked
 from gloro_local.bounds.strategies.base import register
 from gloro_local.bounds.strategies.global_bound import GlobalBound
 from gloro_local.bounds.strategies.l2_logits import global_per_sample, l2_margins
-
-
-def _fully_varying(mask, batch):
-    """(B,) True where ``mask`` keeps every neuron (None keeps all)."""
-    if mask is None:
-        return tf.ones([batch], tf.bool)
-    return tf.reduce_min(mask, axis=tf.range(1, tf.rank(mask))) > 0.0
 
 
 def capped_sigmas(power, global_per_sample, in_masks, out_masks, batch,
@@ -27,10 +20,9 @@ def capped_sigmas(power, global_per_sample, in_masks, out_masks, batch,
         if p is None:
             sigmas.append(g)
             continue
-        unmasked = tf.logical_and(_fully_varying(in_mask, batch),
-                                  _fully_varying(out_mask, batch))
-        use_global = (tf.logical_or(unmasked, tf.logical_not(p.converged))
-                      if require_converged else unmasked)
+        plain = unmasked(in_mask, out_mask, batch)
+        use_global = (tf.logical_or(plain, tf.logical_not(p.converged))
+                      if require_converged else plain)
         sigmas.append(tf.where(use_global, g, tf.minimum(tf.cast(p.sigma, g.dtype), g)))
     return sigmas
 
