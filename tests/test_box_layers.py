@@ -100,13 +100,13 @@ def test_boxes_enclose_the_ball_and_nest_for_every_k(kind, seed):
 def test_the_box_image_is_taken_for_the_first_k_layers_only(monkeypatch):
     network = network_of("image", 0)
     calls = []
-    box = LinearSeam.box
+    box_image = LinearSeam.box_image
 
-    def counted(self, lo, hi):
+    def counted(self, state, centre):
         calls.append(self)
-        return box(self, lo, hi)
+        return box_image(self, state, centre)
 
-    monkeypatch.setattr(LinearSeam, "box", counted)
+    monkeypatch.setattr(LinearSeam, "box_image", counted)
     x = np.zeros((1,) + network.input_shape, "float32")
     norms = sound_global_norms(network)
     hidden = [network.seams[i] for i in network.hidden]

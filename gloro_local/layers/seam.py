@@ -20,7 +20,7 @@ A mask is a 0/1 tensor of the activation's shape (batch first) where 0 marks a n
 takes the same value everywhere in the eps-ball, or None when every neuron may move.
 """
 import abc
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import tensorflow as tf
 
@@ -31,12 +31,16 @@ class BoundState(NamedTuple):
     centre: the clean activation (also the centre of the l2 ball), shape (B, ...).
     lo, hi: the interval box, same shape as centre; lo <= centre <= hi.
     radius: the l2 ball radius per sample, shape (B,).
+    half_width: None, or per sample (B,) the w of a box that is exactly centre +- w in
+        every coordinate (the input box x +- eps, kept through reshapes): a linear
+        layer then takes the box's image from one batch-1 pass of |A| (``box_image``).
     """
 
     centre: tf.Tensor
     lo: tf.Tensor
     hi: tf.Tensor
     radius: tf.Tensor
+    half_width: Optional[tf.Tensor] = None
 
 
 def cast_like(weight, x):
@@ -62,7 +66,9 @@ def combine_masks(mask, other):
 class LinearSeam(abc.ABC):
     """Box and ball rules shared by every linear layer x -> A x + b.
 
-    Box:  c' = A c + b, rad' = |A| rad, with c, rad the box's midpoint and half-width.
+    Box:  c' = A c + b, rad' = |A| rad, with c, rad the box's midpoint and half-width;
+    for the box centre +- w (``BoundState.half_width``) c' is the centre's image and
+    rad' = w |A| 1, one pass of |A| over a single input of ones.
     Ball: m' = A m + b; neuron i moves at most r * ||A_i,:|| (``row_norms``).
     Intersection: hi = min(c' + rad', m' + r ||A_i||), lo = max(c' - rad', m' - r ||A_i||).
     Without the box (``propagate(..., box=False)``): lo, hi = m' -+ r ||A_i||, which also
@@ -108,6 +114,15 @@ class LinearSeam(abc.ABC):
         rad = self.abs_linear((hi - lo) / 2.0)
         return mid - rad, mid + rad
 
+    def box_image(self, state, centre):
+        """The image of ``state``'s box, given ``centre`` = A state.centre + b: ``box`` of
+        its lo and hi, or c' -+ w |A| 1 when the box is centre +- w (``half_width``)."""
+        if state.half_width is None:
+            return self.box(state.lo, state.hi)
+        rad = (per_sample(state.half_width, centre)
+               * self.abs_linear(tf.ones_like(state.lo[:1])))
+        return centre - rad, centre + rad
+
     def propagate(self, state, lipschitz, box=True):
         """Pushes ``state`` through the layer; ``lipschitz`` is ||A||_2 (a scalar).
         ``box=False`` skips the box image (two of the three convolutions) and keeps the
@@ -116,7 +131,7 @@ class LinearSeam(abc.ABC):
         ball_rad = per_sample(state.radius, centre) * cast_like(self.row_norms(), centre)
         lo, hi = centre - ball_rad, centre + ball_rad
         if box:
-            box_lo, box_hi = self.box(state.lo, state.hi)
+            box_lo, box_hi = self.box_image(state, centre)
             lo, hi = tf.maximum(box_lo, lo), tf.minimum(box_hi, hi)
         return BoundState(centre, lo, hi, state.radius * cast_like(lipschitz, centre))
 
@@ -180,4 +195,4 @@ class ShapeSeam(abc.ABC):
 
     def propagate(self, state):
         return BoundState(self.reshape(state.centre), self.reshape(state.lo),
-                          self.reshape(state.hi), state.radius)
+                          self.reshape(state.hi), state.radius, state.half_width)

@@ -171,5 +171,7 @@ def get_bound(bound, norm=None):
 
 
 def initial_box_ball(x, epsilon):
-    """(x, x - eps, x + eps, eps): the clean point, its box and its ball."""
-    return BoundState(x, x - epsilon, x + epsilon, tf.fill(tf.shape(x)[:1], epsilon))
+    """(x, x - eps, x + eps, eps, eps): the clean point, its box (centre +- eps, so its
+    ``half_width`` is eps) and its ball."""
+    radius = tf.fill(tf.shape(x)[:1], epsilon)
+    return BoundState(x, x - epsilon, x + epsilon, radius, radius)

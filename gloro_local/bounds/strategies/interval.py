@@ -5,6 +5,7 @@ from gloro_local.bounds.linf import (IntervalPass, interval_specification_bounds
                                      specification, worst_logits_from_margins)
 from gloro_local.bounds.strategies.base import Bound, Margins, initial_box_ball, register
 from gloro_local.bounds.worst_logits import bottom_logit
+from gloro_local.layers import BoundState
 
 
 def interval_pass(propagation):
@@ -52,8 +53,9 @@ class IntervalBound(Bound):
         return initial_box_ball(x, epsilon)
 
     def linear_step(self, seam, state, layer_norm):
-        lo, hi = seam.box(state.lo, state.hi)
-        return state._replace(centre=seam.affine(state.centre), lo=lo, hi=hi)
+        centre = seam.affine(state.centre)
+        lo, hi = seam.box_image(state, centre)
+        return BoundState(centre, lo, hi, state.radius)
 
     def lower_bounds(self, network, propagation, epsilon, reference, spec, context):
         """m (B, K): lower bounds of spec . z over the ball (this bound: IBP)."""

@@ -16,7 +16,8 @@ def product(factors, batch, dtype):
 
 def penultimate(propagation):
     """The penultimate bound state in float32 (the logit layer always runs in float32)."""
-    return BoundState(*(tf.cast(t, tf.float32) for t in propagation.penultimate))
+    return BoundState(*(None if t is None else tf.cast(t, tf.float32)
+                        for t in propagation.penultimate))
 
 
 def global_per_sample(context, batch, dtype):

@@ -1,0 +1,112 @@
+"""The input box x +- eps through the first linear layer: c' = A x + b, rad' = eps |A| 1.
+
+``BoundState.half_width`` marks a box that is exactly centre +- w in every coordinate
+(the input box, kept through reshapes); ``LinearSeam.box_image`` then takes the box's
+image from the clean image and one batch-1 pass of |A| over ones, instead of two
+batch-sized convolutions. Checked: on Conv2D layers of every stride / padding and on
+Dense layers, with random and explicit weights, the image equals the general
+midpoint / half-width image (exact in float64 numpy, including the borders where |A| 1
+has fewer terms) and encloses every sampled corner and interior point of the box; the
+walk takes it at the first linear layer only (also behind a Flatten), never after an
+activation; the IBP bound gives the same margins as through the general image.
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_box_layers import network_of
+from gloro_local.bounds import check_epsilon, sound_global_norms
+from gloro_local.bounds.propagation import walk
+from gloro_local.layers import BoundState, Conv2D, Dense, Flatten, LinearSeam
+
+LAYERS = [
+    ("conv same s1", lambda: Conv2D(3, 3, padding="same"), (7, 7, 2)),
+    ("conv same s2", lambda: Conv2D(4, 4, strides=2, padding="same"), (8, 8, 3)),
+    ("conv valid s2", lambda: Conv2D(2, 3, strides=2, padding="valid"), (9, 9, 1)),
+    ("dense", lambda: Dense(5), (6,)),
+]
+
+
+def built(make, shape, seed):
+    layer = make()
+    layer.build((None,) + shape)
+    rng = np.random.default_rng(seed)
+    for weight in layer.weights:
+        weight.assign(rng.standard_normal(weight.shape).astype("float32"))
+    return layer
+
+
+def input_box(x, w):
+    radius = tf.fill([x.shape[0]], w)
+    return BoundState(x, x - w, x + w, radius, radius)
+
+
+@pytest.mark.parametrize("name,make,shape", LAYERS, ids=[layer[0] for layer in LAYERS])
+def test_the_uniform_image_equals_the_general_one_and_encloses_the_box(name, make, shape):
+    layer = built(make, shape, 0)
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.standard_normal((3,) + shape).astype("float32"))
+    state = input_box(x, 0.25)
+    centre = layer.affine(x)
+    lo, hi = (t.numpy() for t in layer.box_image(state, centre))
+    general_lo, general_hi = (t.numpy() for t in layer.box(state.lo, state.hi))
+    np.testing.assert_allclose(lo, general_lo, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(hi, general_hi, rtol=1e-5, atol=1e-5)
+    # float64 oracle: every point of the box maps inside, and the bounds are attained
+    kernel = np.asarray(layer.kernel, np.float64)
+    abs_layer = built(make, shape, 0)
+    abs_layer.kernel.assign(np.abs(kernel).astype("float32"))
+    abs_layer.bias.assign(np.zeros(abs_layer.bias.shape, "float32"))
+    width = abs_layer.affine(tf.ones((1,) + shape)).numpy()
+    np.testing.assert_allclose(hi - centre.numpy(), 0.25 * np.broadcast_to(width, hi.shape),
+                               rtol=1e-5, atol=1e-6)
+    offsets = rng.uniform(-0.25, 0.25, (64,) + x.shape)
+    offsets[:8] = np.sign(offsets[:8]) * 0.25  # corners
+    slack = 1e-4 * (1.0 + np.abs(hi) + np.abs(lo))
+    for offset in offsets:
+        image = layer.affine(tf.constant((x.numpy() + offset).astype("float32"))).numpy()
+        assert np.all(image >= lo - slack) and np.all(image <= hi + slack)
+
+
+def test_only_the_input_box_is_uniform():
+    layer = built(lambda: Conv2D(2, 3, padding="same"), (5, 5, 1), 0)
+    x = tf.zeros((2, 5, 5, 1))
+    after_linear = layer.propagate(input_box(x, 0.1), 1.0)
+    assert after_linear.half_width is None
+    flatten = Flatten()
+    flatten.build((None, 5, 5, 1))
+    reshaped = flatten.propagate(input_box(x, 0.1))
+    np.testing.assert_array_equal(reshaped.half_width.numpy(), np.float32([0.1, 0.1]))
+
+
+@pytest.mark.parametrize("kind", ["disc", "image"])
+def test_the_walk_takes_the_uniform_image_at_the_first_linear_layer_only(kind, monkeypatch):
+    network = network_of(kind, 0)
+    uniform = []
+    box_image = LinearSeam.box_image
+
+    def spy(self, state, centre):
+        uniform.append(state.half_width is not None)
+        return box_image(self, state, centre)
+
+    monkeypatch.setattr(LinearSeam, "box_image", spy)
+    x = np.zeros((2,) + network.input_shape, "float32")
+    walk(network, "local", x, check_epsilon(0.1), sound_global_norms(network))
+    assert uniform[0] and not any(uniform[1:])
+    assert len(uniform) == len(network.hidden)
+
+
+def test_ibp_margins_are_unchanged_by_the_uniform_image(monkeypatch):
+    network = network_of("image", 1)
+    x = np.random.default_rng(0).uniform(0, 1, (4,) + network.input_shape).astype("float32")
+    epsilon = check_epsilon(0.05)
+
+    def penultimate():
+        return walk(network, "ibp", x, epsilon, None).penultimate
+
+    fast = penultimate()
+    monkeypatch.setattr(LinearSeam, "box_image",
+                        lambda self, state, centre: self.box(state.lo, state.hi))
+    general = penultimate()
+    np.testing.assert_allclose(fast.lo.numpy(), general.lo.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast.hi.numpy(), general.hi.numpy(), rtol=1e-5, atol=1e-5)
