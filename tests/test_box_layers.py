@@ -100,13 +100,18 @@ def test_boxes_enclose_the_ball_and_nest_for_every_k(kind, seed):
 def test_the_box_image_is_taken_for_the_first_k_layers_only(monkeypatch):
     network = network_of("image", 0)
     calls = []
-    box_image = LinearSeam.box_image
+    box, uniform = LinearSeam.box, LinearSeam.uniform_box_radius
 
-    def counted(self, state, centre):
+    def counted(self, lo, hi):
         calls.append(self)
-        return box_image(self, state, centre)
+        return box(self, lo, hi)
 
-    monkeypatch.setattr(LinearSeam, "box_image", counted)
+    def counted_uniform(self, half_width, like):
+        calls.append(self)
+        return uniform(self, half_width, like)
+
+    monkeypatch.setattr(LinearSeam, "box", counted)
+    monkeypatch.setattr(LinearSeam, "uniform_box_radius", counted_uniform)
     x = np.zeros((1,) + network.input_shape, "float32")
     norms = sound_global_norms(network)
     hidden = [network.seams[i] for i in network.hidden]

@@ -1,14 +1,16 @@
 """The input box x +- eps through the first linear layer: c' = A x + b, rad' = eps |A| 1.
 
 ``BoundState.half_width`` marks a box that is exactly centre +- w in every coordinate
-(the input box, kept through reshapes); ``LinearSeam.box_image`` then takes the box's
-image from the clean image and one batch-1 pass of |A| over ones, instead of two
-batch-sized convolutions. Checked: on Conv2D layers of every stride / padding and on
-Dense layers, with random and explicit weights, the image equals the general
-midpoint / half-width image (exact in float64 numpy, including the borders where |A| 1
-has fewer terms) and encloses every sampled corner and interior point of the box; the
-walk takes it at the first linear layer only (also behind a Flatten), never after an
-activation; the IBP bound gives the same margins as through the general image.
+(the input box, kept through reshapes); a linear layer then takes the box's image from
+the clean image and one batch-1 pass of |A| over ones (``uniform_box_radius``) instead
+of two batch-sized convolutions, and intersects it with the ball as
+c' -+ min(w |A| 1, r ||A_i||). Checked: on Conv2D layers of several strides / paddings
+and on Dense layers, the image equals the general midpoint / half-width image
+(including the borders, where |A| 1 has fewer terms), its half-width is w |A| 1
+computed from |A| separately, it encloses sampled corners and interior points of the
+box, and ``propagate`` gives the general box-and-ball bounds; the walk takes it at the
+first linear layer only (also behind a Flatten), never after an activation; the IBP
+bound gives the same boxes as through the general image.
 """
 import numpy as np
 import pytest
@@ -36,9 +38,9 @@ def built(make, shape, seed):
     return layer
 
 
-def input_box(x, w):
-    radius = tf.fill([x.shape[0]], w)
-    return BoundState(x, x - w, x + w, radius, radius)
+def input_box(x, w, radius=None):
+    radius = tf.fill([x.shape[0]], w if radius is None else radius)
+    return BoundState(x, x - w, x + w, radius, tf.constant(w))
 
 
 @pytest.mark.parametrize("name,make,shape", LAYERS, ids=[layer[0] for layer in LAYERS])
@@ -66,6 +68,13 @@ def test_the_uniform_image_equals_the_general_one_and_encloses_the_box(name, mak
     for offset in offsets:
         image = layer.affine(tf.constant((x.numpy() + offset).astype("float32"))).numpy()
         assert np.all(image >= lo - slack) and np.all(image <= hi + slack)
+    # box and ball intersected: the same as through the general image, for a ball that
+    # is tighter than the box (r = w) and one that is looser (r = 10 w)
+    for radius in (0.25, 2.5):
+        fast = layer.propagate(input_box(x, 0.25, radius), 1.0)
+        general = layer.propagate(input_box(x, 0.25, radius)._replace(half_width=None), 1.0)
+        for got, want in ((fast.lo, general.lo), (fast.hi, general.hi)):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_only_the_input_box_is_uniform():
@@ -76,27 +85,32 @@ def test_only_the_input_box_is_uniform():
     flatten = Flatten()
     flatten.build((None, 5, 5, 1))
     reshaped = flatten.propagate(input_box(x, 0.1))
-    np.testing.assert_array_equal(reshaped.half_width.numpy(), np.float32([0.1, 0.1]))
+    assert float(reshaped.half_width) == np.float32(0.1)
 
 
 @pytest.mark.parametrize("kind", ["disc", "image"])
 def test_the_walk_takes_the_uniform_image_at_the_first_linear_layer_only(kind, monkeypatch):
     network = network_of(kind, 0)
     uniform = []
-    box_image = LinearSeam.box_image
+    box, uniform_radius = LinearSeam.box, LinearSeam.uniform_box_radius
 
-    def spy(self, state, centre):
-        uniform.append(state.half_width is not None)
-        return box_image(self, state, centre)
+    def spy(self, lo, hi):
+        uniform.append(False)
+        return box(self, lo, hi)
 
-    monkeypatch.setattr(LinearSeam, "box_image", spy)
+    def spy_uniform(self, half_width, like):
+        uniform.append(True)
+        return uniform_radius(self, half_width, like)
+
+    monkeypatch.setattr(LinearSeam, "box", spy)
+    monkeypatch.setattr(LinearSeam, "uniform_box_radius", spy_uniform)
     x = np.zeros((2,) + network.input_shape, "float32")
     walk(network, "local", x, check_epsilon(0.1), sound_global_norms(network))
     assert uniform[0] and not any(uniform[1:])
     assert len(uniform) == len(network.hidden)
 
 
-def test_ibp_margins_are_unchanged_by_the_uniform_image(monkeypatch):
+def test_ibp_boxes_are_unchanged_by_the_uniform_image(monkeypatch):
     network = network_of("image", 1)
     x = np.random.default_rng(0).uniform(0, 1, (4,) + network.input_shape).astype("float32")
     epsilon = check_epsilon(0.05)
@@ -105,6 +119,8 @@ def test_ibp_margins_are_unchanged_by_the_uniform_image(monkeypatch):
         return walk(network, "ibp", x, epsilon, None).penultimate
 
     fast = penultimate()
+    monkeypatch.setattr(LinearSeam, "uniform_box_radius",
+                        lambda self, half_width, like: pytest.fail("uniform image taken"))
     monkeypatch.setattr(LinearSeam, "box_image",
                         lambda self, state, centre: self.box(state.lo, state.hi))
     general = penultimate()

@@ -31,9 +31,10 @@ class BoundState(NamedTuple):
     centre: the clean activation (also the centre of the l2 ball), shape (B, ...).
     lo, hi: the interval box, same shape as centre; lo <= centre <= hi.
     radius: the l2 ball radius per sample, shape (B,).
-    half_width: None, or per sample (B,) the w of a box that is exactly centre +- w in
-        every coordinate (the input box x +- eps, kept through reshapes): a linear
-        layer then takes the box's image from one batch-1 pass of |A| (``box_image``).
+    half_width: None, or the scalar w of a box that is exactly centre +- w in every
+        coordinate of every sample (the input box x +- eps, kept through reshapes): a
+        linear layer then takes the box's image from one batch-1 pass of |A|
+        (``uniform_box_radius``).
     """
 
     centre: tf.Tensor
@@ -114,25 +115,35 @@ class LinearSeam(abc.ABC):
         rad = self.abs_linear((hi - lo) / 2.0)
         return mid - rad, mid + rad
 
+    def uniform_box_radius(self, half_width, like):
+        """w |A| 1, the half-width of the image of any box c +- w (w a scalar, the same
+        in every coordinate of every sample), from one pass of |A| over a single input of
+        ones shaped like ``like[:1]``: shape (1,) + output shape."""
+        return half_width * self.abs_linear(tf.ones_like(like[:1]))
+
     def box_image(self, state, centre):
         """The image of ``state``'s box, given ``centre`` = A state.centre + b: ``box`` of
         its lo and hi, or c' -+ w |A| 1 when the box is centre +- w (``half_width``)."""
         if state.half_width is None:
             return self.box(state.lo, state.hi)
-        rad = (per_sample(state.half_width, centre)
-               * self.abs_linear(tf.ones_like(state.lo[:1])))
+        rad = self.uniform_box_radius(state.half_width, state.lo)
         return centre - rad, centre + rad
 
     def propagate(self, state, lipschitz, box=True):
         """Pushes ``state`` through the layer; ``lipschitz`` is ||A||_2 (a scalar).
         ``box=False`` skips the box image (two of the three convolutions) and keeps the
-        ball's bounds alone."""
+        ball's bounds alone. A box centre +- w (``half_width``) and the ball, both
+        centred on the clean point, intersect in c' -+ min(w |A| 1, r ||A_i||)."""
         centre = self.affine(state.centre)
         ball_rad = per_sample(state.radius, centre) * cast_like(self.row_norms(), centre)
-        lo, hi = centre - ball_rad, centre + ball_rad
-        if box:
-            box_lo, box_hi = self.box_image(state, centre)
-            lo, hi = tf.maximum(box_lo, lo), tf.minimum(box_hi, hi)
+        if box and state.half_width is not None:
+            rad = tf.minimum(self.uniform_box_radius(state.half_width, state.lo), ball_rad)
+            lo, hi = centre - rad, centre + rad
+        else:
+            lo, hi = centre - ball_rad, centre + ball_rad
+            if box:
+                box_lo, box_hi = self.box(state.lo, state.hi)
+                lo, hi = tf.maximum(box_lo, lo), tf.minimum(box_hi, hi)
         return BoundState(centre, lo, hi, state.radius * cast_like(lipschitz, centre))
 
 

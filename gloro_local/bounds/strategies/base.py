@@ -171,7 +171,7 @@ def get_bound(bound, norm=None):
 
 
 def initial_box_ball(x, epsilon):
-    """(x, x - eps, x + eps, eps, eps): the clean point, its box (centre +- eps, so its
-    ``half_width`` is eps) and its ball."""
+    """(x, x - eps, x + eps, eps, eps): the clean point, its box and its ball (eps a
+    scalar); the box is x +- eps in every coordinate, so eps is its ``half_width``."""
     radius = tf.fill(tf.shape(x)[:1], epsilon)
-    return BoundState(x, x - epsilon, x + epsilon, radius, radius)
+    return BoundState(x, x - epsilon, x + epsilon, radius, epsilon)
