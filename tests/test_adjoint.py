@@ -5,6 +5,7 @@ from functools import partial
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import explicit_matrix
 from gloro_local.layers import Conv2D, Dense, as_seam
@@ -17,6 +18,14 @@ def conv_cases():
         layer = partial(cls, 3, kernel, strides=stride, padding=padding, use_bias=use_bias)
         yield pytest.param(layer, (7, 5, 2), id=f"{cls.__module__.split('.')[0]}-s{stride}-"
                                                 f"{padding}-k{kernel}-bias{use_bias}")
+
+
+def window_cases():
+    """Stride 1 with kh * kw * c_in <= c_out: the adjoint by shifted windows."""
+    for padding, kernel, shape in itertools.product(("same", "valid"), (3, 4),
+                                                    ((7, 5, 1), (6, 8, 2))):
+        layer = partial(Conv2D, 40, kernel, padding=padding)
+        yield pytest.param(layer, shape, id=f"windows-{padding}-k{kernel}-c{shape[-1]}")
 
 
 def dense_cases():
@@ -32,7 +41,10 @@ def built_seam(make_layer, input_shape):
     return as_seam(layer), layer
 
 
-@pytest.mark.parametrize("make_layer, input_shape", [*conv_cases(), *dense_cases()])
+ALL_CASES = [*conv_cases(), *window_cases(), *dense_cases()]
+
+
+@pytest.mark.parametrize("make_layer, input_shape", ALL_CASES)
 def test_transpose_is_adjoint(make_layer, input_shape):
     seam, layer = built_seam(make_layer, input_shape)
     rng = np.random.default_rng(0)
@@ -47,7 +59,21 @@ def test_transpose_is_adjoint(make_layer, input_shape):
         assert abs(lhs - rhs) <= 1e-5 * scale
 
 
-@pytest.mark.parametrize("make_layer, input_shape", [*conv_cases(), *dense_cases()])
+@pytest.mark.parametrize("make_layer, input_shape", list(window_cases()))
+def test_window_adjoint_is_taken_and_equals_conv2d_transpose(make_layer, input_shape,
+                                                              monkeypatch):
+    seam, layer = built_seam(make_layer, input_shape)
+    v = np.random.default_rng(2).standard_normal(
+        (3,) + tuple(seam.linear(np.zeros((1,) + input_shape, np.float32)).shape[1:]))
+    v = tf.constant(v, tf.float32)
+    expected = tf.nn.conv2d_transpose(v, layer.kernel, (3,) + input_shape, 1,
+                                      layer.padding.upper()).numpy()
+    monkeypatch.setattr(tf.nn, "conv2d_transpose", lambda *args, **kwargs: pytest.fail())
+    got = seam.linear_transpose(v, input_shape).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("make_layer, input_shape", ALL_CASES)
 def test_linear_is_bias_free_and_matches_layer(make_layer, input_shape):
     seam, layer = built_seam(make_layer, input_shape)
     u = np.random.default_rng(1).standard_normal((3,) + input_shape).astype(np.float32)
