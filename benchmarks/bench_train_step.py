@@ -12,6 +12,8 @@ Variants (all with ``--iterations`` power iterations, default 2: the paper's set
   local_box2   float32, the box through the first 2 hidden layers only (box_layers=2)
   fast_box2    bfloat16, box_gradient=False, box_layers=2
   nobox_box2   float32, box_gradient=False, box_layers=2
+  local_mixed  training_dtype='mixed' (float32 bounds, bfloat16 power iterations)
+  mixed_box2   'mixed' and box_layers=2
   local_box0   float32, no box at all (box_layers=0: every layer bounded by the ball)
   fast_box0    bfloat16, box_layers=0
   layerwise    bound='local_layerwise' (layer-wise local radii), float32
@@ -62,6 +64,8 @@ VARIANTS = {
     "fast_box2": dict(bound="local", training_dtype="bfloat16", box_gradient=False,
                       box_layers=2),
     "nobox_box2": dict(bound="local", box_gradient=False, box_layers=2),
+    "local_mixed": dict(bound="local", training_dtype="mixed"),
+    "mixed_box2": dict(bound="local", training_dtype="mixed", box_layers=2),
     "local_box0": dict(bound="local", box_layers=0),
     "fast_box0": dict(bound="local", training_dtype="bfloat16", box_layers=0),
     "layerwise": dict(bound="local_layerwise"),
@@ -71,7 +75,7 @@ VARIANTS = {
 # the tighter bounds are opt-in: 'relaxed' and 'both' are certification bounds whose
 # training step costs hundreds of times a local one (and over 13 GB at batch 256)
 DEFAULT_VARIANTS = ("global", "local", "local_bf16", "local_nobox", "local_fast",
-                    "local_box2", "fast_box2")
+                    "local_box2", "local_mixed", "mixed_box2", "fast_box2")
 
 
 def _robust(arch, seed, iterations, batch, bound, **options):

@@ -58,8 +58,9 @@ HELP = {
     "lr_constant_epochs": "epochs at the initial learning rate before the decay",
     "lam_sparse": "weight of the sparsity hinge", "lam_theta": "weight of its theta term",
     "store": "keep per-sample power-iteration vectors across epochs",
-    "training_dtype": "auto | float32 | bfloat16 (training-time bounds only; auto: "
-                      "bfloat16 where the hardware has it natively)",
+    "training_dtype": "auto | float32 | bfloat16 | mixed (training-time bounds only; "
+                      "auto: bfloat16 where the hardware has it natively; mixed: "
+                      "float32 bounds, bfloat16 power iterations)",
     "box_gradient": "backpropagate through the boxes of earlier layers (--nobox_gradient: "
                     "about half the box cost, see docs/results.md)",
     "box_layers": "in training, carry the box through the first N hidden linear layers "
@@ -79,7 +80,7 @@ CHOICES = {
     "norm": ("l2", "linf"), "relaxation": RELAXATIONS,
     "dataset": data.DATASETS, "arch": tuple(ARCHITECTURES), "activation": ACTIVATIONS,
     "bound": BOUNDS, "loss": tuple(sorted(LOSSES)), "strategy": STRATEGIES,
-    "training_dtype": ("auto", "float32", "bfloat16"), "eps_schedule": ("linear", "log"),
+    "training_dtype": ("auto", "float32", "bfloat16", "mixed"), "eps_schedule": ("linear", "log"),
 }
 MIN_INT = {"epochs": 1, "batch_size": 1, "power_iterations": 1, "worst_logit_steps": 1,
            "limit_train": 1, "limit_test": 1}  # every other integer field: >= 0

@@ -20,6 +20,7 @@ from gloro_local.presets import PRESETS
 from gloro_local.training import (BetaSchedule, Delayed, EpsilonSchedule, KappaSchedule,
                                   LambdaSchedule, LearningRateSchedule, StepDecay,
                                   WorkerBackupAndRestore, get_loss, worker_shard)
+from gloro_local.training import precision
 from gloro_local.training.run_log import RunLog, write_json
 
 RUN_LOG = "run_log.json"
@@ -368,7 +369,8 @@ def train(config):
               f"{beta[0]:g} -> {beta[1]:g} over the epsilon ramp")
     elif config.verbose:
         print(f"training {config.arch} with the {config.bound} bound; training-time bounds "
-              f"in {model.training_dtype} (training_dtype={config.training_dtype!r})"
+              f"in {precision.describe(model.training_dtype)} "
+              f"(training_dtype={config.training_dtype!r})"
               + ("" if config.box_gradient else ", box gradient stopped")
               + ("" if config.box_layers is None
                  else f", box through the first {config.box_layers} hidden layers only"))

@@ -108,3 +108,24 @@ def test_shrinking_loop_inside_tf_function(solver):
     exact = [np.linalg.svd(np.asarray(operator.seam.kernel).T * operator.in_mask[b],
                            compute_uv=False)[0] for b in range(8)]
     np.testing.assert_allclose(eager.sigma, exact, rtol=1e-4)
+
+
+def test_training_sigma_is_the_masked_norm_in_either_dtype():
+    """float32: exactly ``sigma``; bfloat16 (operator and masks in bfloat16, the sum of
+    squares in float32): within 2^-8 relative of the float32 norm of the same vector, and
+    so is its gradient in the kernel."""
+    rng = np.random.default_rng(3)
+    operator = conv_operator(6, rng)
+    u = operator.start(tf.constant(rng.standard_normal((6, 6, 6, 2)), tf.float32))
+    np.testing.assert_array_equal(operator.training_sigma(u), operator.sigma(u))
+    low = MaskedOperator(operator.seam, operator.input_shape,
+                         *(tf.cast(m, tf.bfloat16) for m in operator.masks()))
+    u_low = tf.cast(u, tf.bfloat16)
+    kernel = operator.seam.kernel
+    with tf.GradientTape(persistent=True) as tape:
+        fast, exact = low.training_sigma(u_low), operator.sigma(tf.cast(u_low, tf.float32))
+        fast_sum, exact_sum = tf.reduce_sum(fast), tf.reduce_sum(exact)
+    assert fast.dtype == tf.float32
+    np.testing.assert_allclose(fast, exact, rtol=2.0 ** -8)
+    gradients = [tape.gradient(value, kernel).numpy() for value in (fast_sum, exact_sum)]
+    assert np.abs(gradients[0] - gradients[1]).max() <= 2.0 ** -7 * np.abs(gradients[1]).max()

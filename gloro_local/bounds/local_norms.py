@@ -35,7 +35,7 @@ def masked_norm(operator, start, budget, global_sigma=None):
     return tf.cond(plain, skipped, lambda: solver(operator, start, budget))
 
 
-def local_norms(network, propagation, starts, budget, global_sigmas=None):
+def local_norms(network, propagation, starts, budget, global_sigmas=None, dtype=None):
     """Masked power iteration for every hidden linear layer whose start vectors are given.
 
     Args:
@@ -48,12 +48,14 @@ def local_norms(network, propagation, starts, budget, global_sigmas=None):
         global_sigmas: per hidden layer, (B,) sound global norms: under a
             ``StoppingRule`` a layer no mask touches in the batch takes its global norm
             (``masked_norm``); None: always iterate.
+        dtype: the iterations' dtype (start vectors and masks are cast to it); None:
+            the walk's.
 
     Returns:
         per hidden layer a ``PowerIterationResult`` or None.
     """
     results = []
-    dtype = propagation.penultimate.centre.dtype
+    dtype = dtype or propagation.penultimate.centre.dtype
     global_sigmas = global_sigmas or [None] * len(starts)
     for (seam, shape), start, in_mask, out_mask, global_sigma in zip(
             network.hidden_layers(), starts, propagation.in_masks, propagation.out_masks,
@@ -61,6 +63,6 @@ def local_norms(network, propagation, starts, budget, global_sigmas=None):
         if start is None:
             results.append(None)
             continue
-        operator = MaskedOperator(seam, shape, in_mask, out_mask)
+        operator = MaskedOperator(seam, shape, in_mask, out_mask).cast(dtype)
         results.append(masked_norm(operator, tf.cast(start, dtype), budget, global_sigma))
     return results

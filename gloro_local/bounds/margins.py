@@ -15,7 +15,7 @@ def check_bound(bound, norm="l2"):
 
 def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts,
                     budget, worst_steps=None, capped=False, box_gradient=True, beta=1.0,
-                    eta=1.0, seed=None, box_layers=None):
+                    eta=1.0, seed=None, box_layers=None, iteration_dtype=None):
     """Walks ``bound`` through ``network`` and returns its worst-case logits (``Margins``).
 
     The l2 bounds ('local', 'global', 'gloro', and the 'crown_ibp_l2' baseline) and the
@@ -46,11 +46,13 @@ def compute_margins(network, x, epsilon, global_sigmas, bound, reference, starts
             differentiable estimates (training).
         box_gradient, box_layers: as in ``walk`` (training options).
         beta, eta, seed: options of the linear-relaxation bounds (``BoundContext``).
+        iteration_dtype: dtype of the per-sample power iterations (None: epsilon's);
+            'bfloat16' under a float32 walk is training_dtype='mixed'.
     """
     bound = get_bound(bound)
     x = tf.cast(x, epsilon.dtype)
     context = BoundContext(global_sigmas, starts, budget, worst_steps, capped, x, beta, eta,
-                           seed)
+                           seed, iteration_dtype)
     propagation = walk(network, bound, x, epsilon, global_sigmas, box_gradient, context,
                        box_layers)
     return bound.logit_step(network, propagation, epsilon, reference, context)

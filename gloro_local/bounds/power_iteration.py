@@ -121,6 +121,10 @@ class MaskedOperator:
         out_mask = masks.pop(0) if self.out_mask is not None else None
         return MaskedOperator(self.seam, self.input_shape, in_mask, out_mask)
 
+    def cast(self, dtype):
+        """The same operator with its masks in ``dtype`` (the dtype it iterates in)."""
+        return self.with_masks(tf.cast(mask, dtype) for mask in self.masks())
+
     def forward(self, u):
         return _masked(self.seam.linear(_masked(u, self.in_mask)), self.out_mask)
 
@@ -176,6 +180,15 @@ class MaskedOperator:
 
         return normalize(tf.cond(tf.reduce_any(empty), restart, lambda: u))
 
+    def training_sigma(self, u):
+        """||M_out A u|| for a unit u = M_in u (as ``start`` and ``gram_step`` return it),
+        differentiable in the layer's weights: the training estimate. The operator runs
+        in the iteration's dtype and the sum of squares in float32; in bfloat16 each
+        output is rounded to 8 significant bits, which moves the norm by at most 2^-8
+        relative (a fixed number of steps is further from the norm than that)."""
+        v = _masked(self.seam.linear(tf.stop_gradient(u)), self.out_mask)
+        return norms(tf.cast(v, tf.float32))
+
     def sigma(self, u):
         """||M_out A M_in u|| for unit u, in float32 whatever dtype the iteration ran in;
         differentiable in the layer's weights."""
@@ -189,18 +202,19 @@ def power_iteration(operator, u, budget):
     """Runs power iteration on ``operator`` from start vectors ``u`` (B, ...).
 
     ``budget`` is an int (exactly that many ``gram_step``s for every sample, unrolled:
-    training) or a ``StoppingRule`` (each sample's vector is frozen once it converged and
-    leaves the loop soon after; the loop ends when every sample converged or after
-    ``max_iterations`` steps). Iterations carry no gradient; only the final
-    sigma = ||M_out A M_in u|| does (as GloRo does for its global bound).
+    training, whose sigma is ``training_sigma``) or a ``StoppingRule`` (each sample's
+    vector is frozen once it converged and leaves the loop soon after; the loop ends when
+    every sample converged or after ``max_iterations`` steps; sigma in float32).
+    Iterations carry no gradient; only the final sigma = ||M_out A M_in u|| does (as
+    GloRo does for its global bound).
     """
     u = tf.stop_gradient(operator.start(u))
     batch = tf.shape(u)[0]
     if not isinstance(budget, StoppingRule):
         for _ in range(int(budget)):
             u = tf.stop_gradient(operator.gram_step(u))
-        return PowerIterationResult(operator.sigma(u), u, tf.fill([batch], int(budget)),
-                                    tf.zeros([batch], tf.bool))
+        return PowerIterationResult(operator.training_sigma(u), u,
+                                    tf.fill([batch], int(budget)), tf.zeros([batch], tf.bool))
     return _converge(operator, u, budget)
 
 

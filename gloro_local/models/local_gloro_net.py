@@ -9,7 +9,7 @@ from gloro_local.bounds import (GlobalNorms, StoppingRule, check_bound, compute_
 from gloro_local.models.bound_queries import BoundQueries
 from gloro_local.models.certified_model import CertifiedModel
 from gloro_local.models.training_steps import TrainingSteps
-from gloro_local.training.precision import resolve_training_dtype
+from gloro_local.training.precision import bound_dtypes, resolve_training_dtype
 
 
 def check_box_layers(box_layers, hidden):
@@ -60,9 +60,10 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
         training_dtype: dtype of the box propagation and power iteration in training
             steps: 'auto' (bfloat16 where the hardware computes it natively: GPUs of
             compute capability >= 8.0, CPUs with AMX or AVX512-BF16; float32 elsewhere;
-            the choice is logged), 'float32' or 'bfloat16' (faster convolutions, at 3
-            significant digits). Inference, ``lipschitz_bounds`` and ``certify`` always
-            compute in float32.
+            the choice is logged), 'float32', 'bfloat16' (faster convolutions, at 3
+            significant digits) or 'mixed' (boxes, masks and the clean pass in float32,
+            the power iterations in bfloat16: ``precision.bound_dtypes``). Inference,
+            ``lipschitz_bounds`` and ``certify`` always compute in float32.
         box_gradient: False stops the gradient at the box entering every linear layer
             in training (each box is then differentiable in its own layer's weights
             only): on 4C3F the box pass with its gradient costs about 1.9x less and a
@@ -137,13 +138,15 @@ class LocalGloroNet(TrainingSteps, BoundQueries, CertifiedModel, keras.Model):
         """The bound pass of ``bound`` at the current epsilon (``Margins``), with the
         stored global estimates (warm-started ``power_iterations`` steps in training)."""
         x = self.network.check_input(x)
-        epsilon = tf.cast(self.state.epsilon, self.training_dtype if training else "float32")
+        walk_dtype, iteration_dtype = (bound_dtypes(self.training_dtype) if training
+                                       else ("float32", "float32"))
+        epsilon = tf.cast(self.state.epsilon, walk_dtype)
         global_sigmas = self.global_norms.norms(self.hidden_seams(),
                                                 self.power_iterations if training else 0)
         if training:
             budget = dict(budget=self.power_iterations, worst_steps=self.worst_logit_steps,
                           capped=False, box_gradient=self.box_gradient,
-                          box_layers=self.box_layers)
+                          box_layers=self.box_layers, iteration_dtype=iteration_dtype)
         else:
             budget = dict(budget=StoppingRule(self.eval_iterations, self.eval_tol),
                           worst_steps=None, capped=True)

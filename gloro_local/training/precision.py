@@ -4,7 +4,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-TRAINING_DTYPES = ("auto", "float32", "bfloat16")
+TRAINING_DTYPES = ("auto", "float32", "bfloat16", "mixed")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -26,10 +26,29 @@ def fast_bfloat16(cpuinfo=CPUINFO):
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
+def bound_dtypes(training_dtype):
+    """(walk dtype, iteration dtype) of a resolved ``training_dtype``: the boxes, masks
+    and clean pass run in the first, the training power iterations (their operator
+    applications and ``training_sigma``) in the second. 'mixed' keeps the bounds in
+    float32 and iterates in bfloat16: a fixed number of steps only chooses the
+    direction u, and sigma = ||B u|| moves by at most 2^-8 relative with bfloat16
+    rounding, far less than the steps themselves leave."""
+    if training_dtype == "mixed":
+        return "float32", "bfloat16"
+    return training_dtype, training_dtype
+
+
+def describe(training_dtype):
+    """How a resolved ``training_dtype`` computes the training bounds, for run logs."""
+    walk, iteration = bound_dtypes(training_dtype)
+    return walk if walk == iteration else f"{walk} with {iteration} power iterations"
+
+
 def resolve_training_dtype(name, cpuinfo=CPUINFO):
-    """'float32' or 'bfloat16' for a ``training_dtype`` argument: 'auto' picks bfloat16
-    where ``fast_bfloat16`` holds, float32 elsewhere, and logs the choice (logger
-    'gloro_local', level INFO). Raises ValueError for any other name."""
+    """'float32', 'bfloat16' or 'mixed' (``bound_dtypes``) for a ``training_dtype``
+    argument: 'auto' picks bfloat16 where ``fast_bfloat16`` holds, float32 elsewhere,
+    and logs the choice (logger 'gloro_local', level INFO). Raises ValueError for any
+    other name."""
     if name not in TRAINING_DTYPES:
         raise ValueError(f"training_dtype must be one of {TRAINING_DTYPES}. "
                          f"Received: training_dtype={name!r}")

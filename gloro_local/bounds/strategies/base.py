@@ -55,6 +55,7 @@ class BoundContext(NamedTuple):
         m = (1 - beta) m_IBP + beta m_relaxation; 1: the relaxation alone.
     eta: the sign-gradient step of the optimised relaxation.
     seed: seed of the optimised relaxation's start slopes (None: a fresh draw).
+    iteration_dtype: dtype of the per-sample power iterations (None: the walk's).
     """
 
     global_sigmas: list
@@ -66,6 +67,7 @@ class BoundContext(NamedTuple):
     beta: Any = 1.0
     eta: float = 1.0
     seed: Optional[int] = None
+    iteration_dtype: Any = None
 
 
 class Bound(abc.ABC):

@@ -43,7 +43,7 @@ class LocalBound(GlobalBound):
         batch = tf.shape(propagation.penultimate.centre)[0]
         global_sigmas = global_per_sample(context, batch, tf.float32)
         power = local_norms(network, propagation, context.starts, context.budget,
-                            global_sigmas)
+                            global_sigmas, context.iteration_dtype)
         if context.capped:
             sigmas = capped_sigmas(power, global_sigmas, propagation.in_masks,
                                    propagation.out_masks, batch,

@@ -69,9 +69,9 @@ class LocalLayerwiseBound(LocalBound):
         if start is None:
             return state, LayerRecord(global_sigma, None)
         seam, shape = network.hidden_layers()[k]
-        operator = MaskedOperator(seam, shape, in_masks[k], out_masks[k])
-        power = masked_norm(operator, tf.cast(start, state.centre.dtype), context.budget,
-                            global_sigma)
+        dtype = context.iteration_dtype or state.centre.dtype
+        operator = MaskedOperator(seam, shape, in_masks[k], out_masks[k]).cast(dtype)
+        power = masked_norm(operator, tf.cast(start, dtype), context.budget, global_sigma)
         if context.capped:
             sigma = capped_sigmas([power], [global_sigma], [in_masks[k]], [out_masks[k]],
                                   batch, isinstance(context.budget, StoppingRule))[0]
