@@ -63,9 +63,14 @@ class PowerIterationResult(NamedTuple):
     converged: tf.Tensor
 
 
+def _squared_norms(x):
+    """||x||^2 per sample (B,), summed over the sample flattened to one axis."""
+    return tf.reduce_sum(tf.square(tf.reshape(x, [tf.shape(x)[0], -1])), axis=1)
+
+
 def norms(x):
     """||x|| per sample: (B,)."""
-    return tf.sqrt(tf.reduce_sum(tf.square(x), axis=tf.range(1, tf.rank(x))))
+    return tf.sqrt(_squared_norms(x))
 
 
 def _broadcast(values, like):
@@ -74,9 +79,11 @@ def _broadcast(values, like):
 
 
 def normalize(x):
-    """x / ||x|| per sample; a sample whose norm is exactly 0 stays 0."""
-    norm = _broadcast(norms(x), x)
-    return x / tf.where(norm > 0.0, norm, tf.ones_like(norm))
+    """x / ||x|| per sample, as x times rsqrt(||x||^2) (one multiply over x); a sample
+    whose squared norm is exactly 0 stays as it is."""
+    squared = _squared_norms(x)
+    scale = tf.where(squared > 0.0, tf.math.rsqrt(squared), tf.ones_like(squared))
+    return x * _broadcast(scale, x)
 
 
 def _masked(x, mask):
@@ -168,9 +175,14 @@ class MaskedOperator:
         return empty
 
     def start(self, u):
-        """Masks ``u`` and normalises it; a sample whose masked vector vanished (a warm
-        start supported only on neurons that became constant) restarts from a fixed
-        seeded vector, so that it cannot report sigma = 0 for a non-zero operator."""
+        """``support(u)`` normalised."""
+        return normalize(self.support(u))
+
+    def support(self, u):
+        """Masks ``u``; a sample whose masked vector vanished (a warm start supported only
+        on neurons that became constant) restarts from a fixed seeded vector, so that it
+        cannot report sigma = 0 for a non-zero operator. Not normalised: a step
+        normalises its result whatever the scale of its input."""
         u = _masked(u, self.in_mask)
         empty = norms(u) == 0.0
 
@@ -178,7 +190,7 @@ class MaskedOperator:
             fresh = tf.random.stateless_normal(tf.shape(u), FALLBACK_SEED, dtype=u.dtype)
             return tf.where(_broadcast(empty, u), _masked(fresh, self.in_mask), u)
 
-        return normalize(tf.cond(tf.reduce_any(empty), restart, lambda: u))
+        return tf.cond(tf.reduce_any(empty), restart, lambda: u)
 
     def training_sigma(self, u):
         """||M_out A u|| for a unit u = M_in u (as ``start`` and ``gram_step`` return it),
@@ -208,14 +220,16 @@ def power_iteration(operator, u, budget):
     Iterations carry no gradient; only the final sigma = ||M_out A M_in u|| does (as
     GloRo does for its global bound).
     """
-    u = tf.stop_gradient(operator.start(u))
+    if isinstance(budget, StoppingRule):
+        return _converge(operator, tf.stop_gradient(operator.start(u)), budget)
+    steps = int(budget)
+    # a gram_step normalises its result whatever the scale of its input
+    u = tf.stop_gradient(operator.support(u) if steps else operator.start(u))
+    for _ in range(steps):
+        u = tf.stop_gradient(operator.gram_step(u))
     batch = tf.shape(u)[0]
-    if not isinstance(budget, StoppingRule):
-        for _ in range(int(budget)):
-            u = tf.stop_gradient(operator.gram_step(u))
-        return PowerIterationResult(operator.training_sigma(u), u,
-                                    tf.fill([batch], int(budget)), tf.zeros([batch], tf.bool))
-    return _converge(operator, u, budget)
+    return PowerIterationResult(operator.training_sigma(u), u, tf.fill([batch], steps),
+                                tf.zeros([batch], tf.bool))
 
 
 def _step(operator, state, tol):
