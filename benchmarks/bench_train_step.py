@@ -12,17 +12,21 @@ Variants (all with ``--iterations`` power iterations, default 2: the paper's set
   local_box2   float32, the box through the first 2 hidden layers only (box_layers=2)
   fast_box2    bfloat16, box_gradient=False, box_layers=2
   nobox_box2   float32, box_gradient=False, box_layers=2
+  local_box1   float32, the box through the first hidden layer only (box_layers=1)
   local_mixed  training_dtype='mixed' (float32 bounds, bfloat16 power iterations)
   mixed_box2   'mixed' and box_layers=2
+  mixed_box1   'mixed' and box_layers=1
+  fast_box1    bfloat16 and box_layers=1 (box_gradient is moot: the first layer's box
+               depends on its own weights only)
   local_box0   float32, no box at all (box_layers=0: every layer bounded by the ball)
   fast_box0    bfloat16, box_layers=0
   layerwise    bound='local_layerwise' (layer-wise local radii), float32
   relaxed      bound='local_relaxed' (relaxation boxes), float32
   both         bound='local_layerwise_relaxed', float32
 
-``--variants`` picks some (plain and gloro always run; the default leaves out
-nobox_box2, the box_layers=0 pair and the tighter bounds); the JSON also gives each
-variant's ratio to 'local' when 'local' ran.
+``--variants`` picks some (plain and gloro always run; the default is global, local,
+local_bf16, local_mixed, local_box2, local_box1, mixed_box1, fast_box2 and fast_box1);
+the JSON also gives each variant's ratio to 'local' when 'local' ran.
 
 Steps of all variants are timed alternately (round-robin) so machine noise hits each alike;
 the figure is the median. Prints a table, then one line of JSON with the ratios.
@@ -64,8 +68,11 @@ VARIANTS = {
     "fast_box2": dict(bound="local", training_dtype="bfloat16", box_gradient=False,
                       box_layers=2),
     "nobox_box2": dict(bound="local", box_gradient=False, box_layers=2),
+    "local_box1": dict(bound="local", box_layers=1),
     "local_mixed": dict(bound="local", training_dtype="mixed"),
     "mixed_box2": dict(bound="local", training_dtype="mixed", box_layers=2),
+    "mixed_box1": dict(bound="local", training_dtype="mixed", box_layers=1),
+    "fast_box1": dict(bound="local", training_dtype="bfloat16", box_layers=1),
     "local_box0": dict(bound="local", box_layers=0),
     "fast_box0": dict(bound="local", training_dtype="bfloat16", box_layers=0),
     "layerwise": dict(bound="local_layerwise"),
@@ -74,8 +81,8 @@ VARIANTS = {
 }
 # the tighter bounds are opt-in: 'relaxed' and 'both' are certification bounds whose
 # training step costs hundreds of times a local one (and over 13 GB at batch 256)
-DEFAULT_VARIANTS = ("global", "local", "local_bf16", "local_nobox", "local_fast",
-                    "local_box2", "local_mixed", "mixed_box2", "fast_box2")
+DEFAULT_VARIANTS = ("global", "local", "local_bf16", "local_mixed", "local_box2",
+                    "local_box1", "mixed_box1", "fast_box2", "fast_box1")
 
 
 def _robust(arch, seed, iterations, batch, bound, **options):

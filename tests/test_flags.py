@@ -106,6 +106,7 @@ def test_good_values_are_parsed_to_their_kinds(tmp_path):
     assert parse("--local_layers=", preset="paper_tiny_imagenet_8C2F").local_layers is None
     assert parse("--box_layers=2").box_layers == 2
     assert parse("--box_layers=none").box_layers is None and parse().box_layers is None
+    assert parse("--training_dtype=mixed").training_dtype == "mixed"
 
 
 def _run(script, *argv):
