@@ -97,28 +97,35 @@ def test_boxes_enclose_the_ball_and_nest_for_every_k(kind, seed):
                 assert np.all(values <= hi[i] + slack), (k, i)
 
 
-def test_the_box_image_is_taken_for_the_first_k_layers_only(monkeypatch):
-    network = network_of("image", 0)
+def record_box_images(monkeypatch):
+    """A list that records (seam, uniform) for every box image a walk takes: through
+    ``LinearSeam.box`` (uniform False) or ``uniform_box_radius`` (True)."""
     calls = []
     box, uniform = LinearSeam.box, LinearSeam.uniform_box_radius
 
     def counted(self, lo, hi):
-        calls.append(self)
+        calls.append((self, False))
         return box(self, lo, hi)
 
     def counted_uniform(self, half_width, like):
-        calls.append(self)
+        calls.append((self, True))
         return uniform(self, half_width, like)
 
     monkeypatch.setattr(LinearSeam, "box", counted)
     monkeypatch.setattr(LinearSeam, "uniform_box_radius", counted_uniform)
+    return calls
+
+
+def test_the_box_image_is_taken_for_the_first_k_layers_only(monkeypatch):
+    network = network_of("image", 0)
+    calls = record_box_images(monkeypatch)
     x = np.zeros((1,) + network.input_shape, "float32")
     norms = sound_global_norms(network)
     hidden = [network.seams[i] for i in network.hidden]
     for k in range(len(hidden) + 1):
         calls.clear()
         walk(network, "local", x, check_epsilon(0.1), norms, box_layers=k)
-        assert calls == hidden[:k]
+        assert [seam for seam, _ in calls] == hidden[:k]
 
 
 def small_model(**options):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_box_layers import network_of
+from test_box_layers import network_of, record_box_images
 from gloro_local.bounds import check_epsilon, sound_global_norms
 from gloro_local.bounds.propagation import walk
 from gloro_local.layers import BoundState, Conv2D, Dense, Flatten, LinearSeam
@@ -91,21 +91,10 @@ def test_only_the_input_box_is_uniform():
 @pytest.mark.parametrize("kind", ["disc", "image"])
 def test_the_walk_takes_the_uniform_image_at_the_first_linear_layer_only(kind, monkeypatch):
     network = network_of(kind, 0)
-    uniform = []
-    box, uniform_radius = LinearSeam.box, LinearSeam.uniform_box_radius
-
-    def spy(self, lo, hi):
-        uniform.append(False)
-        return box(self, lo, hi)
-
-    def spy_uniform(self, half_width, like):
-        uniform.append(True)
-        return uniform_radius(self, half_width, like)
-
-    monkeypatch.setattr(LinearSeam, "box", spy)
-    monkeypatch.setattr(LinearSeam, "uniform_box_radius", spy_uniform)
+    calls = record_box_images(monkeypatch)
     x = np.zeros((2,) + network.input_shape, "float32")
     walk(network, "local", x, check_epsilon(0.1), sound_global_norms(network))
+    uniform = [taken for _, taken in calls]
     assert uniform[0] and not any(uniform[1:])
     assert len(uniform) == len(network.hidden)
 
