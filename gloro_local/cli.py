@@ -80,7 +80,8 @@ CHOICES = {
     "norm": ("l2", "linf"), "relaxation": RELAXATIONS,
     "dataset": data.DATASETS, "arch": tuple(ARCHITECTURES), "activation": ACTIVATIONS,
     "bound": BOUNDS, "loss": tuple(sorted(LOSSES)), "strategy": STRATEGIES,
-    "training_dtype": ("auto", "float32", "bfloat16", "mixed"), "eps_schedule": ("linear", "log"),
+    "training_dtype": ("auto", "float32", "bfloat16", "mixed"),
+    "eps_schedule": ("linear", "log"),
 }
 MIN_INT = {"epochs": 1, "batch_size": 1, "power_iterations": 1, "worst_logit_steps": 1,
            "limit_train": 1, "limit_test": 1}  # every other integer field: >= 0
