@@ -121,14 +121,6 @@ class LinearSeam(abc.ABC):
         ones shaped like ``like[:1]``: shape (1,) + output shape."""
         return half_width * self.abs_linear(tf.ones_like(like[:1]))
 
-    def box_image(self, state, centre):
-        """The image of ``state``'s box, given ``centre`` = A state.centre + b: ``box`` of
-        its lo and hi, or c' -+ w |A| 1 when the box is centre +- w (``half_width``)."""
-        if state.half_width is None:
-            return self.box(state.lo, state.hi)
-        rad = self.uniform_box_radius(state.half_width, state.lo)
-        return centre - rad, centre + rad
-
     def propagate(self, state, lipschitz, box=True):
         """Pushes ``state`` through the layer; ``lipschitz`` is ||A||_2 (a scalar).
         ``box=False`` skips the box image (two of the three convolutions) and keeps the

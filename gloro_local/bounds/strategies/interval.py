@@ -53,9 +53,10 @@ class IntervalBound(Bound):
         return initial_box_ball(x, epsilon)
 
     def linear_step(self, seam, state, layer_norm):
-        centre = seam.affine(state.centre)
-        lo, hi = seam.box_image(state, centre)
-        return BoundState(centre, lo, hi, state.radius)
+        # the general box image (not the uniform one of the input box): the same
+        # arithmetic, to the last bit, as the standalone ``bounds.linf.ibp`` pass
+        lo, hi = seam.box(state.lo, state.hi)
+        return BoundState(seam.affine(state.centre), lo, hi, state.radius)
 
     def lower_bounds(self, network, propagation, epsilon, reference, spec, context):
         """m (B, K): lower bounds of spec . z over the ball (this bound: IBP)."""
