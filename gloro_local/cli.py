@@ -20,6 +20,7 @@ from gloro_local.experiment import CROSS_CHECKS, STRATEGIES, Config
 from gloro_local.models.linf_certified_net import RELAXATIONS
 from gloro_local.presets import LINF_DEFAULTS, PRESETS
 from gloro_local.training.losses import LOSSES
+from gloro_local.training.precision import TRAINING_DTYPES
 
 HELP = {
     "norm": "l2 (LocalGloroNet) | linf (LinfCertifiedNet; without --preset the script "
@@ -80,7 +81,7 @@ CHOICES = {
     "norm": ("l2", "linf"), "relaxation": RELAXATIONS,
     "dataset": data.DATASETS, "arch": tuple(ARCHITECTURES), "activation": ACTIVATIONS,
     "bound": BOUNDS, "loss": tuple(sorted(LOSSES)), "strategy": STRATEGIES,
-    "training_dtype": ("auto", "float32", "bfloat16", "mixed"),
+    "training_dtype": TRAINING_DTYPES,
     "eps_schedule": ("linear", "log"),
 }
 MIN_INT = {"epochs": 1, "batch_size": 1, "power_iterations": 1, "worst_logit_steps": 1,
