@@ -3,8 +3,8 @@
 ``BoundState.half_width`` marks a box that is exactly centre +- w in every coordinate
 (the input box, kept through reshapes); a linear layer then takes the box's image from
 the clean image and one batch-1 pass of |A| over ones (``uniform_box_radius``) instead
-of two batch-sized convolutions, and intersects it with the ball as
-c' -+ min(w |A| 1, r ||A_i||). Checked: on Conv2D layers of several strides / paddings
+of two batch-sized convolutions, and intersects it with the ball (of radius w too) as
+c' -+ w min(|A| 1, ||A_i||), a batch-1 half-width. Checked: on Conv2D layers of several strides / paddings
 and on Dense layers, the image equals the general midpoint / half-width image
 (including the borders, where |A| 1 has fewer terms), its half-width is w |A| 1
 computed from |A| separately, it encloses sampled corners and interior points of the
@@ -38,9 +38,8 @@ def built(make, shape, seed):
     return layer
 
 
-def input_box(x, w, radius=None):
-    radius = tf.fill([x.shape[0]], w if radius is None else radius)
-    return BoundState(x, x - w, x + w, radius, tf.constant(w))
+def input_box(x, w):
+    return BoundState(x, x - w, x + w, tf.fill([x.shape[0]], w), tf.constant(w))
 
 
 @pytest.mark.parametrize("name,make,shape", LAYERS, ids=[layer[0] for layer in LAYERS])
@@ -69,13 +68,32 @@ def test_the_uniform_image_equals_the_general_one_and_encloses_the_box(name, mak
     for offset in offsets:
         image = layer.affine(tf.constant((x.numpy() + offset).astype("float32"))).numpy()
         assert np.all(image >= lo - slack) and np.all(image <= hi + slack)
-    # box and ball intersected: the same as through the general image, for a ball that
-    # is tighter than the box (r = w) and one that is looser (r = 10 w)
-    for radius in (0.25, 2.5):
-        fast = layer.propagate(input_box(x, 0.25, radius), 1.0)
-        general = layer.propagate(input_box(x, 0.25, radius)._replace(half_width=None), 1.0)
-        for got, want in ((fast.lo, general.lo), (fast.hi, general.hi)):
-            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    # box and ball (radius w, as ``half_width`` promises) intersected: the same as through
+    # the general image and the per-sample ball; the box decides at the borders only,
+    # where |A| 1 has fewer terms (inside, ||A_i||_1 >= ||A_i||_2)
+    fast = layer.propagate(input_box(x, 0.25), 1.0)
+    general = layer.propagate(input_box(x, 0.25)._replace(half_width=None), 1.0)
+    for got, want in ((fast.lo, general.lo), (fast.hi, general.hi)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_box_decides_where_a_border_row_is_short():
+    """A 3x3 'same' kernel whose weight sits in its first row and column: at the
+    top-left output only the taps (1..2, 1..2) meet the image, so the box half-width
+    w * 0.1 there beats the ball's w ||K|| = w * 3.0; elsewhere the ball decides."""
+    layer = Conv2D(1, 3, padding="same", use_bias=False)
+    layer.build((None, 5, 5, 1))
+    kernel = np.zeros((3, 3, 1, 1), "float32")
+    kernel[0, 0], kernel[1, 1] = 3.0, 0.1
+    layer.kernel.assign(kernel)
+    x = tf.constant(np.random.default_rng(0).standard_normal((2, 5, 5, 1)), tf.float32)
+    fast = layer.propagate(input_box(x, 0.5), 1.0)
+    general = layer.propagate(input_box(x, 0.5)._replace(half_width=None), 1.0)
+    half = (fast.hi - fast.lo).numpy() / 2.0
+    np.testing.assert_allclose(half[:, 0, 0, 0], 0.5 * 0.1, rtol=1e-6)
+    np.testing.assert_allclose(half[:, 2, 2, 0], 0.5 * np.sqrt(9.01), rtol=1e-6)
+    for got, want in ((fast.lo, general.lo), (fast.hi, general.hi)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_only_the_input_box_is_uniform():
