@@ -32,12 +32,12 @@ def worst_offsets(directions, lower, upper, radius, steps=None):
     faces = _faces(g, lower, upper) * tf.ones_like(g)
     r2 = tf.reshape(tf.square(radius), [-1, 1])
     abs_g, abs_b = tf.abs(g), tf.abs(faces)
+    g2, faces2 = tf.square(g), tf.square(faces)  # loop invariants, squared once
     limit = tf.constant(g.shape[-1] + 1 if steps is None else steps, tf.int32)
 
     def evaluate(clipped):
-        budget = tf.maximum(r2 - tf.reduce_sum(tf.where(clipped, tf.square(faces), 0.0), -1),
-                            0.0)
-        free_norm = tf.sqrt(tf.reduce_sum(tf.where(clipped, 0.0, tf.square(g)), -1) + 1e-30)
+        budget = tf.maximum(r2 - tf.reduce_sum(tf.where(clipped, faces2, 0.0), -1), 0.0)
+        free_norm = tf.sqrt(tf.reduce_sum(tf.where(clipped, 0.0, g2), -1) + 1e-30)
         return tf.sqrt(budget + 1e-30), free_norm
 
     def cond(t, clipped, changed):
