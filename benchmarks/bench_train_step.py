@@ -18,6 +18,9 @@ Variants (all with ``--iterations`` power iterations, default 2: the paper's set
   mixed_box1   'mixed' and box_layers=1
   fast_box1    bfloat16 and box_layers=1 (box_gradient is moot: the first layer's box
                depends on its own weights only)
+  fast_ws1     fast_box1 with worst_logit_steps=1 (one clipping step of the worst-case
+               logits in training: an over-estimate, never an under-estimate)
+  box1_ws1     local_box1 with worst_logit_steps=1
   local_box0   float32, no box at all (box_layers=0: every layer bounded by the ball)
   fast_box0    bfloat16, box_layers=0
   layerwise    bound='local_layerwise' (layer-wise local radii), float32
@@ -73,6 +76,9 @@ VARIANTS = {
     "mixed_box2": dict(bound="local", training_dtype="mixed", box_layers=2),
     "mixed_box1": dict(bound="local", training_dtype="mixed", box_layers=1),
     "fast_box1": dict(bound="local", training_dtype="bfloat16", box_layers=1),
+    "fast_ws1": dict(bound="local", training_dtype="bfloat16", box_layers=1,
+                     worst_logit_steps=1),
+    "box1_ws1": dict(bound="local", box_layers=1, worst_logit_steps=1),
     "local_box0": dict(bound="local", box_layers=0),
     "fast_box0": dict(bound="local", training_dtype="bfloat16", box_layers=0),
     "layerwise": dict(bound="local_layerwise"),
