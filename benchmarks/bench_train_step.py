@@ -28,7 +28,8 @@ Variants (all with ``--iterations`` power iterations, default 2: the paper's set
   both         bound='local_layerwise_relaxed', float32
 
 ``--variants`` picks some (plain and gloro always run; the default is global, local,
-local_bf16, local_mixed, local_box2, local_box1, mixed_box1, fast_box2 and fast_box1);
+local_bf16, local_mixed, local_box2, local_box1, box1_ws1, mixed_box1, fast_box2,
+fast_box1 and fast_ws1);
 the JSON also gives each variant's ratio to 'local' when 'local' ran.
 
 Steps of all variants are timed alternately (round-robin) so machine noise hits each alike;
@@ -88,7 +89,8 @@ VARIANTS = {
 # the tighter bounds are opt-in: 'relaxed' and 'both' are certification bounds whose
 # training step costs hundreds of times a local one (and over 13 GB at batch 256)
 DEFAULT_VARIANTS = ("global", "local", "local_bf16", "local_mixed", "local_box2",
-                    "local_box1", "mixed_box1", "fast_box2", "fast_box1")
+                    "local_box1", "box1_ws1", "mixed_box1", "fast_box2", "fast_box1",
+                    "fast_ws1")
 
 
 def _robust(arch, seed, iterations, batch, bound, **options):
