@@ -3,9 +3,9 @@
 ``BoundState.half_width`` marks a box that is exactly centre +- w in every coordinate
 (the input box, kept through reshapes); a linear layer then takes the box's image from
 the clean image and one batch-1 pass of |A| over ones (``uniform_box_radius``) instead
-of two batch-sized convolutions, and intersects it with the ball (of radius w too) as
-c' -+ w min(|A| 1, ||A_i||), a batch-1 half-width. Checked: on Conv2D layers of several strides / paddings
-and on Dense layers, the image equals the general midpoint / half-width image
+of two batch-sized convolutions, and intersects it with the ball as
+c' -+ min(w |A| 1, r_max ||A_i||), a batch-1 half-width (r_max the largest radius of
+the batch). Checked: on Conv2D layers of several strides / paddings and on Dense layers, the image equals the general midpoint / half-width image
 (including the borders, where |A| 1 has fewer terms), its half-width is w |A| 1
 computed from |A| separately, it encloses sampled corners and interior points of the
 box, and ``propagate`` gives the general box-and-ball bounds; the walk takes it at the
@@ -38,8 +38,9 @@ def built(make, shape, seed):
     return layer
 
 
-def input_box(x, w):
-    return BoundState(x, x - w, x + w, tf.fill([x.shape[0]], w), tf.constant(w))
+def input_box(x, w, radius=None):
+    radius = tf.fill([x.shape[0]], w) if radius is None else tf.constant(radius, tf.float32)
+    return BoundState(x, x - w, x + w, radius, tf.constant(w))
 
 
 @pytest.mark.parametrize("name,make,shape", LAYERS, ids=[layer[0] for layer in LAYERS])
@@ -68,13 +69,22 @@ def test_the_uniform_image_equals_the_general_one_and_encloses_the_box(name, mak
     for offset in offsets:
         image = layer.affine(tf.constant((x.numpy() + offset).astype("float32"))).numpy()
         assert np.all(image >= lo - slack) and np.all(image <= hi + slack)
-    # box and ball (radius w, as ``half_width`` promises) intersected: the same as through
-    # the general image and the per-sample ball; the box decides at the borders only,
-    # where |A| 1 has fewer terms (inside, ||A_i||_1 >= ||A_i||_2)
-    fast = layer.propagate(input_box(x, 0.25), 1.0)
-    general = layer.propagate(input_box(x, 0.25)._replace(half_width=None), 1.0)
-    for got, want in ((fast.lo, general.lo), (fast.hi, general.hi)):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    # box and ball intersected: the same as through the general image and the
+    # per-sample ball, for a ball of radius w (the input's: the box then decides only at
+    # borders, where |A| 1 has fewer terms) and one of 10 w (the box decides everywhere)
+    for radius in (0.25, 2.5):
+        fast = layer.propagate(input_box(x, 0.25, [radius] * 3), 1.0)
+        general = layer.propagate(input_box(x, 0.25, [radius] * 3)._replace(half_width=None),
+                                  1.0)
+        for got, want in ((fast.lo, general.lo), (fast.hi, general.hi)):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    # samples with different radii: every sample's bounds still enclose its own
+    # box-and-ball image (the batch-1 half-width takes the largest radius)
+    radii = [0.05, 0.25, 2.5]
+    fast = layer.propagate(input_box(x, 0.25, radii), 1.0)
+    general = layer.propagate(input_box(x, 0.25, radii)._replace(half_width=None), 1.0)
+    assert np.all(fast.lo.numpy() <= general.lo.numpy() + 1e-5)
+    assert np.all(fast.hi.numpy() >= general.hi.numpy() - 1e-5)
 
 
 def test_the_box_decides_where_a_border_row_is_short():

@@ -31,11 +31,10 @@ class BoundState(NamedTuple):
     centre: the clean activation (also the centre of the l2 ball), shape (B, ...).
     lo, hi: the interval box, same shape as centre; lo <= centre <= hi.
     radius: the l2 ball radius per sample, shape (B,).
-    half_width: None, or the scalar w of the input box and ball of the l2 bounds (kept
-        through reshapes): the box is exactly centre +- w in every coordinate of every
-        sample, and the ball radius is w for every sample. A linear layer then takes
-        their image from one batch-1 pass of |A| (``uniform_box_radius``), and the
-        intersection's half-width w min(|A| 1, ||A_i||) is batch-1 too.
+    half_width: None, or the scalar w of a box that is exactly centre +- w in every
+        coordinate of every sample (the input box x +- eps, kept through reshapes): a
+        linear layer then takes the box's image from one batch-1 pass of |A|
+        (``uniform_box_radius``), and meets the ball in a batch-1 half-width.
     """
 
     centre: tf.Tensor
@@ -69,8 +68,8 @@ class LinearSeam(abc.ABC):
     """Box and ball rules shared by every linear layer x -> A x + b.
 
     Box:  c' = A c + b, rad' = |A| rad, with c, rad the box's midpoint and half-width;
-    for the box centre +- w with a ball of radius w (``BoundState.half_width``) c' is the
-    centre's image and rad' = w |A| 1, one pass of |A| over a single input of ones.
+    for the box centre +- w (``BoundState.half_width``) c' is the centre's image and
+    rad' = w |A| 1, one pass of |A| over a single input of ones.
     Ball: m' = A m + b; neuron i moves at most r * ||A_i,:|| (``row_norms``).
     Intersection: hi = min(c' + rad', m' + r ||A_i||), lo = max(c' - rad', m' - r ||A_i||).
     Without the box (``propagate(..., box=False)``): lo, hi = m' -+ r ||A_i||, which also
@@ -125,14 +124,15 @@ class LinearSeam(abc.ABC):
     def propagate(self, state, lipschitz, box=True):
         """Pushes ``state`` through the layer; ``lipschitz`` is ||A||_2 (a scalar).
         ``box=False`` skips the box image (two of the three convolutions) and keeps the
-        ball's bounds alone. The box centre +- w and the ball of radius w
-        (``half_width``), both centred on the clean point, intersect in
-        c' -+ w min(|A| 1, ||A_i||), whose half-width is one batch-1 tensor."""
+        ball's bounds alone. A box centre +- w (``half_width``) and the balls, all
+        centred on the clean point, intersect in c' -+ min(w |A| 1, r_max ||A_i||) with
+        r_max the largest ball radius of the batch: one batch-1 half-width, exact when
+        every sample has the same radius (the input ball eps), looser otherwise."""
         centre = self.affine(state.centre)
         row_norms = cast_like(self.row_norms(), centre)
         if box and state.half_width is not None:
             rad = self.uniform_box_radius(state.half_width, state.lo)
-            rad = tf.minimum(rad, state.half_width * row_norms)
+            rad = tf.minimum(rad, tf.reduce_max(state.radius) * row_norms)
             lo, hi = centre - rad, centre + rad
         else:
             ball_rad = per_sample(state.radius, centre) * row_norms
