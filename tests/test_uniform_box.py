@@ -5,7 +5,8 @@
 the clean image and one batch-1 pass of |A| over ones (``uniform_box_radius``) instead
 of two batch-sized convolutions, and intersects it with the ball as
 c' -+ min(w |A| 1, r_max ||A_i||), a batch-1 half-width (r_max the largest radius of
-the batch). Checked: on Conv2D layers of several strides / paddings and on Dense layers, the image equals the general midpoint / half-width image
+the batch). Checked: on Conv2D layers of several strides / paddings and on Dense
+layers, the image equals the general midpoint / half-width image
 (including the borders, where |A| 1 has fewer terms), its half-width is w |A| 1
 computed from |A| separately, it encloses sampled corners and interior points of the
 box, and ``propagate`` gives the general box-and-ball bounds; the walk takes it at the
